@@ -1,0 +1,47 @@
+# ganforge: the two commands a newcomer runs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# The pins of torch/torchvision live in constraints.txt and nowhere else.
+INSTALL := $(PIP) install --quiet -c constraints.txt
+
+.PHONY: demo test lint format install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: reinstall when the package metadata or the pins change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(INSTALL) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+# Fetch MNIST offline and train the assignment's three GANs with its schedules.
+demo: install
+	$(BIN)/ganforge data fetch mnist
+	@for preset in gan lsgan dcgan; do \
+		echo "== ganforge train --preset $$preset"; \
+		$(BIN)/ganforge train --preset $$preset || exit 1; \
+	done
+
+lint: dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: dev
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,195 @@
+"""The ``ganforge`` command line: ``train``, ``sample``, ``presets`` and ``data fetch``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from ganforge import __version__
+from ganforge.config import TrainConfig, build_config
+from ganforge.errors import GanforgeError
+from ganforge.presets import PRESETS
+
+FLAG_HELP = {
+    "architecture": "network pair: mlp or dcgan",
+    "loss": "objective: gan (BCE, non-saturating G) or lsgan (least squares)",
+    "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
+    "dataset": "mnist, fashion-mnist or folder:PATH",
+    "data_root": "where datasets live (default: $GANFORGE_DATA, else ~/.cache/ganforge)",
+    "download": "allow downloading from the original dataset mirrors",
+    "train_size": "train on at most this many images (mnist default: the assignment's 50000)",
+    "epochs": "passes over the training images",
+    "max_steps": "stop after this many iterations",
+    "batch_size": "images per iteration",
+    "lr": "Adam learning rate of both networks",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2",
+    "noise_dim": "dimension of the uniform [-1, 1] noise",
+    "seed": "seed of the weights, data order and noise (same seed, same CPU run)",
+    "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
+    "sample_every": "save a grid from fixed noise every N iterations",
+    "grid_size": "images in each progress grid",
+    "keep_checkpoints": "how many of the newest checkpoints to keep",
+    "device": "auto, cpu, cuda or mps",
+}
+NOT_FLAGS = {"preset", "description"}
+METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage mistake in one line instead of a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for field in fields(TrainConfig):
+        if field.name in NOT_FLAGS:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        kind = str(field.type)
+        help_text = FLAG_HELP.get(field.name, "")
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            convert = int if "int" in kind else float if "float" in kind else str
+            metavar = "PATH" if field.name in ("data_root", "out") else METAVARS[convert]
+            parser.add_argument(flag, type=convert, default=None, help=help_text, metavar=metavar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ganforge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a GAN from a preset")
+    train.add_argument(
+        "--preset", metavar="NAME", help=f"one of: {', '.join(PRESETS)} (default gan)"
+    )
+    train.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML or YAML file of config keys"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+
+    sample = commands.add_parser("sample", help="draw images from a trained run")
+    sample.add_argument("run", type=Path, help="a run folder or a checkpoint file")
+    sample.add_argument("--num", type=int, default=64, help="how many images (default 64)")
+    sample.add_argument("--out", type=Path, help="write the images as uint8 .npz (key 'images')")
+    sample.add_argument("--grid", type=Path, help="write the images as a PNG grid")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
+
+    commands.add_parser("presets", help="list the presets and their settings")
+
+    data = commands.add_parser("data", help="dataset utilities")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    fetch = data_commands.add_parser("fetch", help="make a dataset available offline")
+    fetch.add_argument("dataset", help="mnist or fashion-mnist")
+    fetch.add_argument("--data-root", help="where datasets live")
+    fetch.add_argument("--download", action="store_true", help="allow the original mirrors")
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from ganforge.training import train
+
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS
+    }
+    config = build_config(args.preset, args.config, overrides)
+    summary = train(config, quiet=args.quiet)
+    run = summary.run_dir
+    print(summary.line())
+    print(f"  grids: {run / 'samples'} (final: {run / 'samples' / 'final.png'})")
+    print(f"  curves: {run / 'loss_curve.png'}, log: {run / 'metrics.jsonl'}")
+    print(f"  checkpoints: {run / 'checkpoints'}")
+
+
+def _run_sample(args: argparse.Namespace) -> None:
+    from ganforge.reporting import save_grid
+    from ganforge.sampling import generate, load_generator, save_npz
+    from ganforge.training import resolve_device
+
+    if args.out is None and args.grid is None:
+        raise GanforgeError("nothing to write: give --out FILE.npz, --grid FILE.png or both")
+    if args.num < 1:
+        raise GanforgeError(f"--num must be at least 1, got {args.num}")
+    for path, suffix in ((args.out, ".npz"), (args.grid, ".png")):
+        if path is not None and path.suffix != suffix:
+            raise GanforgeError(f"{path} must end in {suffix}")
+        if path is not None and not path.parent.is_dir():
+            raise GanforgeError(f"folder {path.parent} does not exist")
+    device = resolve_device(args.device)
+    generator, config = load_generator(args.run, device)
+    images = generate(generator, args.num, config["noise_dim"], seed=args.seed, device=device)
+    if args.out is not None:
+        save_npz(images, args.out)
+        print(f"wrote {args.num} images to {args.out}")
+    if args.grid is not None:
+        try:
+            save_grid(images, args.grid)
+        except OSError as exc:
+            raise GanforgeError(f"cannot write {args.grid}: {exc.strerror or exc}") from None
+        print(f"wrote a grid of {args.num} images to {args.grid}")
+
+
+PRESET_KEYS = (
+    "architecture",
+    "loss",
+    "init",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "lr",
+    "beta1",
+    "beta2",
+    "noise_dim",
+    "sample_every",
+)
+
+
+def _run_presets() -> None:
+    for name, preset in PRESETS.items():
+        config = build_config(name).to_dict()
+        print(f"{name}: {preset['description']}")
+        print("  " + ", ".join(f"{key}={config[key]}" for key in PRESET_KEYS))
+
+
+def _run_data_fetch(args: argparse.Namespace) -> None:
+    from ganforge.data import ensure_fashion_mnist, ensure_mnist, resolve_data_root
+
+    root = resolve_data_root(args.data_root)
+    if args.dataset == "mnist":
+        folder = ensure_mnist(root, args.download)
+    elif args.dataset == "fashion-mnist":
+        folder = ensure_fashion_mnist(root, args.download)
+    else:
+        raise GanforgeError(f"cannot fetch {args.dataset!r}; choose mnist or fashion-mnist")
+    print(f"{args.dataset}: IDX files in {folder}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ganforge`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            _run_train(args)
+        elif args.command == "sample":
+            _run_sample(args)
+        elif args.command == "presets":
+            _run_presets()
+        elif args.command == "data":
+            _run_data_fetch(args)
+    except GanforgeError as exc:
+        for line in str(exc).splitlines():
+            print(f"ganforge: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganforge: interrupted", file=sys.stderr)
+        return 130
+    return 0

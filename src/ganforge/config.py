@@ -1,0 +1,179 @@
+"""The training configuration: one flat dataclass, built from a preset, a file and CLI flags.
+
+Later sources override earlier ones: :data:`ganforge.presets.PRESETS` entry → ``--config`` file
+(TOML or YAML, same keys as :class:`TrainConfig`) → command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import yaml
+
+from ganforge.data import check_dataset_name
+from ganforge.errors import GanforgeError
+from ganforge.losses import OBJECTIVES
+from ganforge.models import ARCHITECTURES, INITS
+from ganforge.presets import PRESETS
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Field names double as CLI flags and file keys."""
+
+    preset: str = "gan"
+    description: str = ""
+    architecture: str = "mlp"  # see ganforge.models.ARCHITECTURES
+    loss: str = "gan"  # see ganforge.losses.OBJECTIVES
+    init: str = "default"  # default | xavier
+    dataset: str = "mnist"  # mnist | fashion-mnist | folder:PATH
+    data_root: str | None = None
+    download: bool = False  # allow downloads from the original dataset mirrors
+    train_size: int | None = None  # None: 50,000 for mnist (the assignment's split), else all
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many iterations, whatever the epochs say
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.999
+    noise_dim: int = 96
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None  # run folder; None: runs/<preset>-<timestamp>
+    sample_every: int = 250
+    grid_size: int = 64  # images in the fixed-noise progress grid
+    keep_checkpoints: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file of config keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GanforgeError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            values = yaml.safe_load(text) or {}
+        else:
+            raise GanforgeError(f"config file {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise GanforgeError(f"config file {path} is not valid: {first_line}") from None
+    if not isinstance(values, dict):
+        raise GanforgeError(f"config file {path} must hold a table of keys")
+    for key in values:
+        if key not in FIELD_TYPES:
+            raise GanforgeError(f"config file {path}: unknown key {key!r}{_closest(key)}")
+    return values
+
+
+def build_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Resolve preset → file → overrides into a validated :class:`TrainConfig`.
+
+    ``overrides`` entries that are ``None`` are ignored (a flag that was not given).
+    """
+    file_values = read_config_file(config_file) if config_file else {}
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    name = overrides.get("preset") or preset or file_values.get("preset") or "gan"
+    if name not in PRESETS:
+        raise GanforgeError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    values = {"preset": name, **PRESETS[name], **file_values, **overrides}
+    unknown = [key for key in values if key not in FIELD_TYPES]
+    if unknown:
+        raise GanforgeError(f"unknown config key {unknown[0]!r}{_closest(unknown[0])}")
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise :class:`GanforgeError` naming every invalid field, one per line."""
+    problems: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    def choice(key: str, options) -> None:
+        value = getattr(config, key)
+        need(value in options, f"{key} must be one of {', '.join(options)}, got {value!r}")
+
+    def integer(key: str, minimum: int, optional: bool = False) -> None:
+        value = getattr(config, key)
+        if optional and value is None:
+            return
+        need(
+            _is_int(value) and value >= minimum,
+            f"{key} must be an integer ≥ {minimum}, got {value!r}",
+        )
+
+    def number(key: str, low: float, high: float, low_inclusive: bool = False) -> None:
+        value = getattr(config, key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (value >= low if low_inclusive else value > low) and value < high
+        bounds = f"{'≥' if low_inclusive else '>'} {low} and < {high}"
+        need(ok, f"{key} must be a number {bounds}, got {value!r}")
+
+    choice("architecture", tuple(ARCHITECTURES))
+    choice("loss", tuple(OBJECTIVES))
+    choice("init", tuple(INITS))
+    choice("device", DEVICES)
+    if isinstance(config.dataset, str):
+        try:
+            check_dataset_name(config.dataset)
+        except GanforgeError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"dataset must be a string, got {config.dataset!r}")
+    integer("epochs", 1)
+    integer("max_steps", 1, optional=True)
+    integer("batch_size", 1)
+    integer("train_size", 1, optional=True)
+    integer("noise_dim", 1)
+    integer("seed", 0)
+    integer("sample_every", 1)
+    integer("grid_size", 1)
+    integer("keep_checkpoints", 1)
+    number("lr", 0, 10)
+    number("beta1", 0, 1, low_inclusive=True)
+    number("beta2", 0, 1, low_inclusive=True)
+    need(
+        isinstance(config.download, bool),
+        f"download must be true or false, got {config.download!r}",
+    )
+    if problems:
+        raise GanforgeError("\n".join(problems))
+
+
+def format_config(config: TrainConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2)

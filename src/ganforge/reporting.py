@@ -1,0 +1,87 @@
+"""What a run leaves for people to read: sample grids, the metrics log and loss curves."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import save_image
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """Save images ``(N, C, H, W)`` in ``[-1, 1]`` as one PNG grid (√N per row by default)."""
+    nrow = nrow or max(1, math.isqrt(images.shape[0] - 1) + 1)
+    save_image(
+        images.detach().float().cpu(),
+        path,
+        nrow=nrow,
+        padding=2,
+        normalize=True,
+        value_range=(-1, 1),
+        pad_value=1.0,
+    )
+
+
+class MetricsLog:
+    """Append-only JSON-lines log, one object per training iteration, flushed as it goes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115 (closed by close())
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics log; a partly written last line (after a crash) is ignored."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_losses(records: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Plot D and G losses (raw, faint, and a moving average) and D's outputs against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    steps = [r["step"] for r in records]
+    fig = Figure(figsize=(9, 3.4), dpi=100)
+    loss_ax, score_ax = fig.subplots(1, 2)
+    window = max(1, len(records) // 50)
+    for key, colour in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
+        values = [r[key] for r in records]
+        loss_ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.6)
+        loss_ax.plot(steps, _smooth(values, window), color=colour, label=key.replace("_", " "))
+    loss_ax.set(xlabel="iteration", ylabel="loss", title="losses")
+    loss_ax.legend()
+    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        score_ax.plot(steps, _smooth([r[key] for r in records], window), label=label)
+    score_ax.set(xlabel="iteration", title="discriminator outputs (moving average)")
+    score_ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
