@@ -6,6 +6,7 @@ Later sources override earlier ones: :data:`ganforge.presets.PRESETS` entry → 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -72,9 +73,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise GanforgeError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        if path.suffix == ".toml":
+        if path.suffix.lower() == ".toml":
             values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
+        elif path.suffix.lower() in (".yaml", ".yml"):
             values = yaml.safe_load(text) or {}
         else:
             raise GanforgeError(f"config file {path} must end in .toml, .yaml or .yml")
@@ -83,9 +84,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise GanforgeError(f"config file {path} is not valid: {first_line}") from None
     if not isinstance(values, dict):
         raise GanforgeError(f"config file {path} must hold a table of keys")
-    for key in values:
+    for key, value in values.items():
         if key not in FIELD_TYPES:
             raise GanforgeError(f"config file {path}: unknown key {key!r}{_closest(key)}")
+        if FIELD_TYPES[key] == "float" and isinstance(value, str):
+            # YAML 1.1 reads 2e-4 (no decimal point) as a string; take it as the number it is.
+            with contextlib.suppress(ValueError):
+                values[key] = float(value)
     return values
 
 
@@ -100,10 +105,11 @@ def build_config(
     """
     file_values = read_config_file(config_file) if config_file else {}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    name = overrides.get("preset") or preset or file_values.get("preset") or "gan"
-    if name not in PRESETS:
+    name = overrides.pop("preset", None) or preset or file_values.get("preset") or "gan"
+    if not isinstance(name, str) or name not in PRESETS:
         raise GanforgeError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    values = {"preset": name, **PRESETS[name], **file_values, **overrides}
+    file_values.pop("preset", None)  # the chosen preset is the base the file's keys change
+    values = {**PRESETS[name], **file_values, **overrides, "preset": name}
     unknown = [key for key in values if key not in FIELD_TYPES]
     if unknown:
         raise GanforgeError(f"unknown config key {unknown[0]!r}{_closest(unknown[0])}")
@@ -167,6 +173,9 @@ def validate(config: TrainConfig) -> None:
     number("lr", 0, 10)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)
+    for key in ("data_root", "out"):
+        value = getattr(config, key)
+        need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
     need(
         isinstance(config.download, bool),
         f"download must be true or false, got {config.download!r}",

@@ -199,8 +199,8 @@ def _image_files(folder: Path) -> list[Path]:
 def load_image_folder(folder: Path, image_shape: tuple[int, int, int]) -> ImageData:
     """Read every PNG/JPEG under ``folder`` as uint8 ``image_shape`` (C, H, W).
 
-    Images are converted to grayscale (C = 1) or RGB (C = 3), resized so the short side is H and
-    centre-cropped to H × W. A first-level sub-folder names an image's class; images directly in
+    Images are converted to grayscale (C = 1) or RGB (C = 3), resized so the short side is max(H, W)
+    and centre-cropped to H × W. A first-level sub-folder names an image's class; images directly in
     ``folder`` get class 0. Unreadable files are skipped; no readable image at all is an error.
     """
     from PIL import Image, UnidentifiedImageError
@@ -209,26 +209,24 @@ def load_image_folder(folder: Path, image_shape: tuple[int, int, int]) -> ImageD
     if not folder.is_dir():
         raise GanforgeError(f"image folder not found: {folder}")
     channels, height, width = image_shape
-    files = _image_files(folder)
-    class_names = sorted({p.relative_to(folder).parts[0] for p in files if p.parent != folder})
-    class_index = {name: i for i, name in enumerate(class_names)}
-    images, labels = [], []
-    for path in files:
+    images, classes = [], []
+    for path in _image_files(folder):
         try:
             with Image.open(path) as img:
                 img = img.convert("L" if channels == 1 else "RGB")
                 tensor = TF.pil_to_tensor(img)
         except (OSError, UnidentifiedImageError, ValueError):
             continue
-        tensor = TF.center_crop(TF.resize(tensor, [height], antialias=True), [height, width])
-        images.append(tensor)
+        tensor = TF.resize(tensor, [max(height, width)], antialias=True)
+        images.append(TF.center_crop(tensor, [height, width]))
         rel = path.relative_to(folder).parts
-        labels.append(class_index[rel[0]] if len(rel) > 1 else 0)
+        classes.append(rel[0] if len(rel) > 1 else "")
     if not images:
         raise GanforgeError(f"no readable PNG or JPEG image in {folder}")
-    return ImageData(
-        f"folder:{folder}", torch.stack(images), torch.tensor(labels), class_names or ["images"]
-    )
+    class_names = sorted({c for c in classes if c})
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = torch.tensor([index.get(c, 0) for c in classes])
+    return ImageData(f"folder:{folder}", torch.stack(images), labels, class_names or ["images"])
 
 
 # ---------------------------------------------------------------------------------------------

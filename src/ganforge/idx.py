@@ -9,8 +9,10 @@ unsigned bytes only (type code 0x08), which is all the MNIST family uses. Files 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +52,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             if len(dims_bytes) < 4 * ndim:
                 raise GanforgeError(f"{path}: IDX file is truncated inside its header")
             shape = struct.unpack(f">{ndim}I", dims_bytes)
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)  # Python ints: a crafted header cannot overflow
             if count > MAX_ELEMENTS:
                 raise GanforgeError(f"{path}: IDX header claims {count} values, more than allowed")
             payload = f.read(count + 1)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise GanforgeError(f"data file not found: {path}") from None
         raise GanforgeError(f"cannot read {path}: {exc}") from None

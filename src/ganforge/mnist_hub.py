@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -92,7 +93,10 @@ def _check_split(split, name: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.dtype.kind not in "iu" or labels.shape != (images.shape[0],):
         raise GanforgeError(f"MNIST pickle: {name} labels do not match its {len(images)} images")
-    if images.min() < 0 or images.max() >= 1 or labels.min() < 0 or labels.max() > 9:
+    if len(images) == 0:
+        raise GanforgeError(f"MNIST pickle: the {name} split is empty")
+    in_range = np.isfinite(images).all() and images.min() >= 0 and images.max() < 1
+    if not in_range or labels.min() < 0 or labels.max() > 9:
         raise GanforgeError(f"MNIST pickle: {name} values are out of range")
     return images, labels
 
@@ -101,7 +105,7 @@ def pickle_to_idx_arrays(pickle_gz: bytes) -> dict[str, np.ndarray]:
     """The gzipped pickle's bytes → the four uint8 IDX arrays (keys of :data:`IDX_FILES`)."""
     try:
         raw = gzip.decompress(pickle_gz)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise GanforgeError(f"the MNIST pickle is not valid gzip data: {exc}") from None
     splits = load_restricted_pickle(raw)
     if not isinstance(splits, tuple) or len(splits) != 3:

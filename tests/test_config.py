@@ -1,0 +1,270 @@
+"""Tests of the training configuration: presets, config files, overrides and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganforge.config import TrainConfig, build_config, read_config_file
+from ganforge.errors import GanforgeError
+from ganforge.presets import PRESETS
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: the assignment's numbers
+
+ASSIGNMENT = {
+    # preset: (epochs, architecture, loss, init)
+    "gan": (10, "mlp", "gan", "default"),
+    "lsgan": (10, "mlp", "lsgan", "default"),
+    "dcgan": (5, "dcgan", "gan", "xavier"),
+}
+
+
+@pytest.mark.parametrize("preset", ASSIGNMENT)
+def test_preset_has_the_assignments_numbers(preset):
+    config = build_config(preset)
+    epochs, architecture, loss, init = ASSIGNMENT[preset]
+    assert config.preset == preset
+    assert config.batch_size == 128
+    assert config.lr == 1e-3
+    assert (config.beta1, config.beta2) == (0.5, 0.999)
+    assert config.noise_dim == 96
+    assert config.sample_every == 250
+    assert config.epochs == epochs
+    assert config.architecture == architecture
+    assert config.loss == loss
+    assert config.init == init
+    assert config.dataset == "mnist"
+
+
+def test_presets_are_exactly_the_three():
+    assert set(PRESETS) == set(ASSIGNMENT)
+
+
+def test_default_preset_is_gan():
+    assert build_config().preset == "gan"
+    assert build_config(None, None, None) == build_config("gan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Precedence: preset < file < overrides
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("run.toml", 'epochs = 3\nbatch_size = 64\nloss = "lsgan"\nlr = 2e-4\n'),
+        ("run.yaml", "epochs: 3\nbatch_size: 64\nloss: lsgan\nlr: 0.0002\n"),
+        ("run.yml", "epochs: 3\nbatch_size: 64\nloss: lsgan\nlr: 0.0002\n"),
+    ],
+)
+def test_file_overrides_preset_and_flags_override_file(tmp_path, name, text):
+    path = write(tmp_path, name, text)
+    from_file = build_config("dcgan", path)
+    assert (from_file.epochs, from_file.batch_size, from_file.loss) == (3, 64, "lsgan")
+    assert from_file.lr == 2e-4
+    assert from_file.architecture == "dcgan"  # untouched preset value
+    assert from_file.init == "xavier"
+    with_flags = build_config("dcgan", path, {"epochs": 2, "batch_size": None, "lr": None})
+    assert with_flags.epochs == 2  # the override wins
+    assert with_flags.batch_size == 64  # None overrides are ignored
+    assert with_flags.lr == 2e-4
+
+
+def test_toml_and_yaml_give_the_same_config(tmp_path):
+    toml = write(tmp_path, "a.toml", 'seed = 7\ndevice = "cpu"\ndownload = true\nmax_steps = 9\n')
+    yaml = write(tmp_path, "a.yaml", "seed: 7\ndevice: cpu\ndownload: true\nmax_steps: 9\n")
+    assert build_config("lsgan", toml) == build_config("lsgan", yaml)
+    assert build_config("lsgan", toml).max_steps == 9
+
+
+def test_preset_named_in_file_is_used_without_a_preset_argument(tmp_path):
+    path = write(tmp_path, "c.toml", 'preset = "dcgan"\n')
+    config = build_config(None, path)
+    assert (config.preset, config.architecture, config.epochs) == ("dcgan", "dcgan", 5)
+
+
+def test_preset_in_overrides_beats_preset_argument():
+    config = build_config("gan", None, {"preset": "dcgan"})
+    assert (config.preset, config.architecture, config.init) == ("dcgan", "dcgan", "xavier")
+
+
+def test_overrides_beat_preset_without_file():
+    config = build_config("gan", None, {"architecture": "dcgan", "noise_dim": 8, "seed": None})
+    assert (config.architecture, config.noise_dim, config.seed) == ("dcgan", 8, 0)
+
+
+def test_preset_argument_and_file_preset_stay_consistent(tmp_path):
+    path = write(tmp_path, "c.toml", 'preset = "dcgan"\n')
+    config = build_config("gan", path)
+    preset = PRESETS[config.preset]
+    assert (config.architecture, config.init, config.epochs) == (
+        preset["architecture"],
+        preset["init"],
+        preset["epochs"],
+    )
+
+
+def test_empty_yaml_file_is_the_preset(tmp_path):
+    assert build_config("dcgan", write(tmp_path, "e.yaml", "")) == build_config("dcgan")
+
+
+def test_read_config_file_returns_the_keys(tmp_path):
+    path = write(tmp_path, "k.toml", 'dataset = "fashion-mnist"\ntrain_size = 100\n')
+    assert read_config_file(path) == {"dataset": "fashion-mnist", "train_size": 100}
+
+
+def test_config_round_trips_through_to_dict():
+    config = build_config("lsgan", None, {"seed": 3})
+    assert TrainConfig(**config.to_dict()) == config
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_unknown_preset():
+    with pytest.raises(GanforgeError, match="unknown preset 'wgan'") as info:
+        build_config("wgan")
+    assert "dcgan" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("bad.toml", "batchsize = 64\n"), ("bad.yaml", "batchsize: 64\n")],
+)
+def test_unknown_file_key_names_it_and_suggests_closest(tmp_path, name, text):
+    with pytest.raises(GanforgeError) as info:
+        build_config("gan", write(tmp_path, name, text))
+    message = str(info.value)
+    assert "'batchsize'" in message
+    assert "did you mean 'batch_size'" in message
+
+
+def test_unknown_override_key_suggests_closest():
+    with pytest.raises(GanforgeError, match="'noise_dimm'") as info:
+        build_config("gan", None, {"noise_dimm": 3})
+    assert "did you mean 'noise_dim'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["run.json", "run.ini", "run", "run.TOML.txt"])
+def test_config_file_suffix_must_be_toml_or_yaml(tmp_path, name):
+    with pytest.raises(GanforgeError, match=r"\.toml, \.yaml or \.yml"):
+        build_config("gan", write(tmp_path, name, "epochs = 1\n"))
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("bad.toml", "epochs = = 3\n"), ("bad.toml", "[unclosed\n"), ("bad.yaml", "epochs: [1\n")],
+)
+def test_unparsable_config_file(tmp_path, name, text):
+    with pytest.raises(GanforgeError, match="not valid") as info:
+        build_config("gan", write(tmp_path, name, text))
+    assert name in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "42\n"])
+def test_yaml_file_must_hold_a_table(tmp_path, text):
+    with pytest.raises(GanforgeError, match="table"):
+        build_config("gan", write(tmp_path, "list.yaml", text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(GanforgeError, match="cannot read"):
+        build_config("gan", tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -5}, "batch_size"),
+        ({"epochs": -1}, "epochs"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": 0}, "lr"),
+        ({"lr": -1e-3}, "lr"),
+        ({"lr": 10}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": "1e-3"}, "lr"),
+        ({"epochs": "10"}, "epochs"),
+        ({"epochs": 2.0}, "epochs"),
+        ({"batch_size": True}, "batch_size"),
+        ({"noise_dim": False}, "noise_dim"),
+        ({"beta1": 1.0}, "beta1"),
+        ({"beta1": -0.1}, "beta1"),
+        ({"beta2": 1}, "beta2"),
+        ({"beta2": True}, "beta2"),
+        ({"seed": -1}, "seed"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"train_size": 0}, "train_size"),
+        ({"sample_every": 0}, "sample_every"),
+        ({"grid_size": 0}, "grid_size"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints"),
+        ({"device": "tpu"}, "device"),
+        ({"architecture": "resnet"}, "architecture"),
+        ({"loss": "wgan"}, "loss"),
+        ({"init": "orthogonal"}, "init"),
+        ({"download": "yes"}, "download"),
+        ({"download": 1}, "download"),
+        ({"dataset": "cifar10"}, "dataset"),
+        ({"dataset": 3}, "dataset"),
+    ],
+)
+def test_invalid_value_is_named(overrides, key):
+    with pytest.raises(GanforgeError) as info:
+        build_config("gan", None, overrides)
+    message = str(info.value)
+    assert key in message
+    assert repr(overrides[key]) in message
+    assert len(message.splitlines()) == 1
+
+
+def test_invalid_value_in_a_file(tmp_path):
+    with pytest.raises(GanforgeError, match="beta1 must be a number"):
+        build_config("gan", write(tmp_path, "b.toml", "beta1 = 1.0\n"))
+    with pytest.raises(GanforgeError, match="epochs must be an integer"):
+        build_config("gan", write(tmp_path, "e.yaml", "epochs: ten\n"))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"beta1": 0.0, "beta2": 0.0},
+        {"lr": 9.99, "seed": 0, "max_steps": 1, "train_size": 1},
+        {"device": "cpu", "dataset": "folder:/some/where"},
+        {"dataset": "fashion-mnist", "download": True},
+        {"lr": 1, "epochs": 1, "batch_size": 1},
+    ],
+)
+def test_boundary_values_are_accepted(overrides):
+    config = build_config("gan", None, overrides)
+    for key, value in overrides.items():
+        assert getattr(config, key) == value
+
+
+def test_several_problems_give_one_line_each():
+    overrides = {"batch_size": 0, "lr": 0, "device": "tpu", "loss": "wgan", "epochs": True}
+    with pytest.raises(GanforgeError) as info:
+        build_config("gan", None, overrides)
+    lines = str(info.value).splitlines()
+    assert len(lines) == len(overrides)
+    for key in overrides:
+        assert sum(line.startswith(key) for line in lines) == 1, key
+
+
+def test_preset_of_wrong_type_in_file(tmp_path):
+    with pytest.raises(GanforgeError):
+        build_config(None, write(tmp_path, "p.toml", 'preset = ["gan"]\n'))
+
+
+def test_yaml_scientific_notation_lr(tmp_path):
+    assert build_config("gan", write(tmp_path, "lr.yaml", "lr: 2e-4\n")).lr == 2e-4
