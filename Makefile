@@ -24,13 +24,17 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
-# Fetch MNIST offline and train the assignment's three GANs with its schedules.
+# Fetch MNIST offline, train the assignment's three GANs with its schedules (each evaluates
+# itself at the end), then compare them.
 demo: install
 	$(BIN)/ganforge data fetch mnist
-	@for preset in gan lsgan dcgan; do \
-		echo "== ganforge train --preset $$preset"; \
-		$(BIN)/ganforge train --preset $$preset || exit 1; \
-	done
+	@runs=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	for preset in gan lsgan dcgan; do \
+		echo "== ganforge train --preset $$preset --out $$runs/$$preset"; \
+		$(BIN)/ganforge train --preset $$preset --out $$runs/$$preset || exit 1; \
+	done; \
+	echo "== ganforge compare $$runs/gan $$runs/lsgan $$runs/dcgan"; \
+	$(BIN)/ganforge compare $$runs/gan $$runs/lsgan $$runs/dcgan --chart $$runs/compare.png
 
 lint: dev
 	$(BIN)/ruff check src tests

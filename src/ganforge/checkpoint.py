@@ -8,6 +8,7 @@ leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -19,6 +20,7 @@ from torch import nn
 
 from ganforge import __version__
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "config", "step", "epoch", "generator", "discriminator")
@@ -26,16 +28,9 @@ REQUIRED_KEYS = ("format_version", "config", "step", "epoch", "generator", "disc
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` via a fsynced temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def make_checkpoint(

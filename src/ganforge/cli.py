@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -34,6 +35,10 @@ FLAG_HELP = {
     "grid_size": "images in each progress grid",
     "keep_checkpoints": "how many of the newest checkpoints to keep",
     "device": "auto, cpu, cuda or mps",
+    "eval_every": "log FID and class coverage every N iterations (0: off; MNIST presets: 500)",
+    "eval_num": "samples for each of those evaluations (default 2000)",
+    "final_eval_num": "samples for the full evaluation at the end of training (0: skip)",
+    "tensorboard": "also log scalars and grids for TensorBoard (needs tensorboard)",
 }
 NOT_FLAGS = {"preset", "description"}
 METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -84,6 +89,61 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     sample.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
 
+    evaluate = commands.add_parser("eval", help="score a run or a file of samples")
+    evaluate.add_argument("source", type=Path, help="a run folder, a checkpoint or a samples .npz")
+    evaluate.add_argument(
+        "--num", type=int, default=10_000, help="samples to score (default 10000)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--dataset", help="the data to compare with (default: the run's; mnist)")
+    evaluate.add_argument("--evaluator", type=Path, metavar="FILE", help="your own evaluator file")
+    evaluate.add_argument("--seed", type=int, default=0, help="noise and subset seed (default 0)")
+    evaluate.add_argument(
+        "--prdc-num",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="points per side for precision/recall/density/coverage",
+    )
+    evaluate.add_argument("--data-root", metavar="PATH", help="where datasets live")
+
+    evaluator = commands.add_parser("evaluator", help="the classifiers that metrics use")
+    evaluator_commands = evaluator.add_subparsers(
+        dest="evaluator_command", required=True, parser_class=_Parser
+    )
+    evaluator_train = evaluator_commands.add_parser("train", help="train an evaluator")
+    evaluator_train.add_argument("--dataset", required=True, help="mnist or fashion-mnist")
+    evaluator_train.add_argument(
+        "--out", type=Path, help="where to save it (default: evaluators/<dataset>.pt)"
+    )
+    evaluator_train.add_argument("--epochs", type=int, default=8, help="default 8")
+    evaluator_train.add_argument("--seed", type=int, default=0, help="default 0")
+    evaluator_train.add_argument("--data-root", metavar="PATH", help="where datasets live")
+    evaluator_train.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="also record the file's sha256 in this manifest.json",
+    )
+
+    compare = commands.add_parser("compare", help="a Markdown table and a chart of runs")
+    compare.add_argument("runs", type=Path, nargs="+", help="run folders")
+    compare.add_argument(
+        "--chart",
+        type=Path,
+        default=Path("compare.png"),
+        help="bar chart PNG to write (default compare.png)",
+    )
+    compare.add_argument(
+        "--num",
+        type=int,
+        default=10_000,
+        help="samples per run for runs not yet evaluated (default 10000)",
+    )
+
+    report = commands.add_parser("report", help="rebuild a run's report.html")
+    report.add_argument("run", type=Path, help="a run folder")
+
     commands.add_parser("presets", help="list the presets and their settings")
 
     data = commands.add_parser("data", help="dataset utilities")
@@ -108,6 +168,15 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"  grids: {run / 'samples'} (final: {run / 'samples' / 'final.png'})")
     print(f"  curves: {run / 'loss_curve.png'}, log: {run / 'metrics.jsonl'}")
     print(f"  checkpoints: {run / 'checkpoints'}")
+    if (run / "eval.json").is_file():
+        result = json.loads((run / "eval.json").read_text())
+        scores = result["samples"]
+        print(
+            f"  scores ({result['num']} samples, evaluator {result['evaluator']}): "
+            f"FID {scores['fid']:.2f}, precision {scores['precision']:.3f}, "
+            f"recall {scores['recall']:.3f}, classes ≥ 2%: {scores['classes_covered']}"
+        )
+    print(f"  report: {run / 'report.html'}")
 
 
 def _run_sample(args: argparse.Namespace) -> None:
@@ -153,11 +222,71 @@ PRESET_KEYS = (
 )
 
 
-def _run_presets() -> None:
+def _run_presets(args: argparse.Namespace) -> None:
     for name, preset in PRESETS.items():
         config = build_config(name).to_dict()
         print(f"{name}: {preset['description']}")
         print("  " + ", ".join(f"{key}={config[key]}" for key in PRESET_KEYS))
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from ganforge.evaluation import evaluate, format_table, save_run_evaluation
+
+    result = evaluate(
+        args.source,
+        num=args.num,
+        dataset=args.dataset,
+        evaluator_path=args.evaluator,
+        seed=args.seed,
+        prdc_num=args.prdc_num,
+        data_root=args.data_root,
+    )
+    if args.source.is_dir():  # a run folder keeps its scores and shows them in its report
+        save_run_evaluation(args.source, result)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+
+
+def _run_evaluator_train(args: argparse.Namespace) -> None:
+    from ganforge.evaluator import train_evaluator
+
+    if args.epochs < 1:
+        raise GanforgeError(f"--epochs must be at least 1, got {args.epochs}")
+    out = args.out or Path("evaluators") / f"{args.dataset}.pt"
+    evaluator = train_evaluator(
+        args.dataset, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root
+    )
+    print(f"wrote {out}: {evaluator.name}, test accuracy {evaluator.test_accuracy:.4f}")
+    if args.manifest:
+        manifest = json.loads(args.manifest.read_text()) if args.manifest.is_file() else {}
+        manifest[args.dataset] = {
+            "file": out.name,
+            "sha256": evaluator.sha256,
+            "test_accuracy": round(evaluator.test_accuracy, 4),
+            "command": f"ganforge evaluator train --dataset {args.dataset} "
+            f"--epochs {args.epochs} --seed {args.seed}",
+        }
+        args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"recorded its sha256 in {args.manifest}")
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from ganforge.report import compare_runs
+
+    for run in args.runs:
+        if not (run / "config.json").is_file() or not (run / "summary.json").is_file():
+            raise GanforgeError(f"{run} is not a finished ganforge run folder")
+    if args.chart.suffix != ".png":
+        raise GanforgeError(f"--chart {args.chart} must end in .png")
+    print(compare_runs(args.runs, args.chart, num=args.num))
+    print(f"\nchart: {args.chart}")
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from ganforge.report import build_report
+
+    if not (args.run / "config.json").is_file():
+        raise GanforgeError(f"{args.run} is not a ganforge run folder (no config.json)")
+    print(f"wrote {build_report(args.run)}")
 
 
 def _run_data_fetch(args: argparse.Namespace) -> None:
@@ -176,15 +305,18 @@ def _run_data_fetch(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ganforge`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    handlers = {
+        "train": _run_train,
+        "sample": _run_sample,
+        "eval": _run_eval,
+        "evaluator": _run_evaluator_train,
+        "compare": _run_compare,
+        "report": _run_report,
+        "presets": _run_presets,
+        "data": _run_data_fetch,
+    }
     try:
-        if args.command == "train":
-            _run_train(args)
-        elif args.command == "sample":
-            _run_sample(args)
-        elif args.command == "presets":
-            _run_presets()
-        elif args.command == "data":
-            _run_data_fetch(args)
+        handlers[args.command](args)
     except GanforgeError as exc:
         for line in str(exc).splitlines():
             print(f"ganforge: error: {line}", file=sys.stderr)

@@ -52,6 +52,10 @@ class TrainConfig:
     sample_every: int = 250
     grid_size: int = 64  # images in the fixed-noise progress grid
     keep_checkpoints: int = 2
+    eval_every: int = 0  # log FID and class coverage every N iterations (0: off)
+    eval_num: int = 2000  # samples for each of those evaluations
+    final_eval_num: int = 10_000  # samples for the full evaluation at the end (0: skip)
+    tensorboard: bool = False  # also log to <run>/tensorboard
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,16 +174,18 @@ def validate(config: TrainConfig) -> None:
     integer("sample_every", 1)
     integer("grid_size", 1)
     integer("keep_checkpoints", 1)
+    integer("eval_every", 0)
+    integer("eval_num", 2)
+    integer("final_eval_num", 0)
     number("lr", 0, 10)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)
     for key in ("data_root", "out"):
         value = getattr(config, key)
         need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
-    need(
-        isinstance(config.download, bool),
-        f"download must be true or false, got {config.download!r}",
-    )
+    for key in ("download", "tensorboard"):
+        value = getattr(config, key)
+        need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
     if problems:
         raise GanforgeError("\n".join(problems))
 

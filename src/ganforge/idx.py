@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write_bytes
 
 UBYTE = 0x08
 #: The largest file ganforge will read: a header claiming more is refused before any allocation.
@@ -73,10 +74,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
         raise ValueError(f"write_idx writes uint8 arrays only, got {array.dtype}")
     path = Path(path)
     header = bytes([0, 0, UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(array.tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, header + array.tobytes())

@@ -12,6 +12,7 @@ PRESETS: dict[str, dict] = {
         "loss": "gan",
         "init": "default",
         "epochs": 10,
+        "eval_every": 500,
     },
     "lsgan": {
         "description": "least-squares GAN, same MLPs (the assignment's part 2)",
@@ -19,6 +20,7 @@ PRESETS: dict[str, dict] = {
         "loss": "lsgan",
         "init": "default",
         "epochs": 10,
+        "eval_every": 500,
     },
     "dcgan": {
         "description": "DCGAN discriminator, InfoGAN generator, BCE loss (the assignment's part 3)",
@@ -26,5 +28,6 @@ PRESETS: dict[str, dict] = {
         "loss": "gan",
         "init": "xavier",
         "epochs": 5,
+        "eval_every": 500,
     },
 }

@@ -62,13 +62,9 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 def plot_losses(records: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """Plot D and G losses (raw, faint, and a moving average) and D's outputs against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
+    records = [r for r in records if "d_loss" in r]  # evaluation records carry no losses
     steps = [r["step"] for r in records]
-    fig = Figure(figsize=(9, 3.4), dpi=100)
+    fig = _figure(9, 3.4)
     loss_ax, score_ax = fig.subplots(1, 2)
     window = max(1, len(records) // 50)
     for key, colour in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
@@ -83,5 +79,73 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str = "") -> N
     score_ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def plot_fid(records: list[dict[str, Any]], path: Path) -> bool:
+    """Plot FID (and classes covered) against the iteration; False when the log has none."""
+    points = [(r["step"], r["fid"], r.get("classes_covered")) for r in records if "fid" in r]
+    if not points:
+        return False
+    fig = _figure(6, 3.4)
+    ax = fig.subplots()
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="tab:red")
+    ax.set(xlabel="iteration", ylabel="FID (evaluator features)", title="FID during training")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def plot_class_histogram(histogram: dict[str, float], path: Path) -> None:
+    """Bar chart of the fraction of samples the evaluator puts in each class."""
+    fig = _figure(6, 3.4)
+    ax = fig.subplots()
+    names = list(histogram)
+    ax.bar(range(len(names)), [histogram[n] for n in names], color="tab:blue")
+    ax.axhline(1 / len(names), color="gray", linestyle="--", label="uniform")
+    ax.axhline(0.02, color="tab:red", linestyle=":", label="2%")
+    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 10 else 0)
+    ax.set(ylabel="fraction of samples", title="predicted classes of the samples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def plot_comparison(rows: list[dict[str, Any]], path: Path) -> None:
+    """Bars of FID, precision and recall, one group per run."""
+    fig = _figure(4 + 1.2 * len(rows), 3.6)
+    fid_ax, pr_ax = fig.subplots(1, 2)
+    names = [row["name"] for row in rows]
+    positions = list(range(len(rows)))
+    fid_ax.bar(positions, [row.get("fid") or 0 for row in rows], color="tab:red")
+    fid_ax.set_xticks(positions, names, rotation=30, ha="right")
+    fid_ax.set(title="FID ↓", ylabel="FID (evaluator features)")
+    width = 0.4
+    pr_ax.bar(
+        [p - width / 2 for p in positions],
+        [row.get("precision") or 0 for row in rows],
+        width,
+        label="precision",
+    )
+    pr_ax.bar(
+        [p + width / 2 for p in positions],
+        [row.get("recall") or 0 for row in rows],
+        width,
+        label="recall",
+    )
+    pr_ax.set_xticks(positions, names, rotation=30, ha="right")
+    pr_ax.set(title="precision and recall ↑", ylim=(0, 1))
+    pr_ax.legend()
     fig.tight_layout()
     fig.savefig(path)

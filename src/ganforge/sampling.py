@@ -13,6 +13,7 @@ from torch import nn
 from ganforge.checkpoint import load_checkpoint, load_weights
 from ganforge.data import to_uint8
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write_bytes
 from ganforge.models import ARCHITECTURES, sample_noise
 
 
@@ -57,10 +58,7 @@ def save_npz(images: torch.Tensor, path: Path) -> None:
         array = array[..., 0]
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=array)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -8,6 +8,7 @@ run folder, logs, sample grids and checkpoints around that loop.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,11 +21,14 @@ from tqdm.auto import tqdm
 
 from ganforge.checkpoint import make_checkpoint, save_run_checkpoint
 from ganforge.config import TrainConfig
-from ganforge.data import load_dataset, preprocess_images, shuffled_batches
+from ganforge.data import load_dataset, preprocess_images, shuffled_batches, to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES, Objective
+from ganforge.metrics import ReferenceSet, quick_scores
 from ganforge.models import build_models, sample_noise
+from ganforge.report import build_report
 from ganforge.reporting import MetricsLog, plot_losses, read_metrics, save_grid
+from ganforge.sampling import generate
 
 
 @dataclass
@@ -155,6 +159,33 @@ class RunSummary:
         )
 
 
+def _training_reference(config: TrainConfig, quiet: bool) -> ReferenceSet | None:
+    """The test set embedded by the dataset's evaluator, for ``eval_every``; ``None`` when
+    evaluation is off or no evaluator fits the dataset (said once, unless quiet)."""
+    if not config.eval_every:
+        return None
+    from ganforge.evaluator import load_evaluator
+
+    try:
+        evaluator = load_evaluator(config.dataset)
+    except GanforgeError as exc:
+        if not quiet:
+            print(f"ganforge: evaluation during training is off: {exc}", file=sys.stderr)
+        return None
+    test = load_dataset(config.dataset, "test", data_root=config.data_root)
+    return ReferenceSet(evaluator, test.images, train=None)
+
+
+def _summary_writer_class():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise GanforgeError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard"
+        ) from None
+    return SummaryWriter
+
+
 def _make_run_dir(config: TrainConfig) -> Path:
     if config.out:
         run_dir = Path(config.out)
@@ -212,17 +243,36 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         config.noise_dim,
     )
 
+    writer_class = _summary_writer_class() if config.tensorboard else None
+    reference = _training_reference(config, quiet)
     run_dir = _make_run_dir(config)
     log = MetricsLog(run_dir / "metrics.jsonl")
+    board = writer_class(log_dir=str(run_dir / "tensorboard")) if writer_class else None
     steps_per_epoch = len(data) // config.batch_size
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
 
-    def sample_grid(name: str) -> None:
+    def sample_grid(name: str, step: int) -> None:
         generator.eval()
         with torch.inference_mode():
-            save_grid(generator(fixed_noise), run_dir / "samples" / name)
+            images = generator(fixed_noise)
         generator.train()
+        save_grid(images, run_dir / "samples" / name)
+        if board:
+            board.add_images("samples", (images.cpu() + 1) / 2, step)
+
+    def evaluate_now(step: int) -> dict[str, float]:
+        generator.eval()
+        fake = generate(
+            generator, config.eval_num, config.noise_dim, seed=config.seed + 3, device=device
+        )
+        generator.train()
+        scores = quick_scores(reference, to_uint8(fake))
+        log.write({"step": step, **scores})
+        if board:
+            for key, value in scores.items():
+                board.add_scalar(f"eval/{key}", value, step)
+        return scores
 
     def checkpoint(step: int, epoch: int) -> None:
         rng = {
@@ -244,6 +294,8 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
 
     progress = tqdm(total=total, disable=quiet, unit="it", dynamic_ncols=True)
     start = time.perf_counter()
+    side_work = 0.0  # seconds spent on grids, evaluation and checkpoints, not on training
+    last_fid = None
     it = None
     try:
         for it in iterate_training(
@@ -255,20 +307,30 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
             data_generator=data_generator,
             noise_generator=noise_generator,
         ):
-            elapsed = time.perf_counter() - start
-            log.write({"step": it.step, "epoch": it.epoch, **it.stats, "time": elapsed})
+            now = time.perf_counter()
+            log.write({"step": it.step, "epoch": it.epoch, **it.stats, "time": now - start})
+            if board:
+                for key, value in it.stats.items():
+                    board.add_scalar(f"train/{key}", value, it.step)
             progress.update(1)
             if it.step % 10 == 0 or it.step == total:
-                progress.set_postfix(
-                    epoch=it.epoch + 1,
-                    D=f"{it.stats['d_loss']:.3f}",
-                    G=f"{it.stats['g_loss']:.3f}",
-                    img_s=f"{it.step * config.batch_size / elapsed:.0f}",
-                )
+                speed = it.step * config.batch_size / (now - start - side_work)
+                postfix = {
+                    "epoch": it.epoch + 1,
+                    "D": f"{it.stats['d_loss']:.3f}",
+                    "G": f"{it.stats['g_loss']:.3f}",
+                    "img/s": f"{speed:.0f}",
+                }
+                if last_fid is not None:
+                    postfix["FID"] = f"{last_fid:.1f}"
+                progress.set_postfix(postfix)
             if it.step % config.sample_every == 0:
-                sample_grid(f"step_{it.step:07d}.png")
+                sample_grid(f"step_{it.step:07d}.png", it.step)
+            if reference is not None and it.step % config.eval_every == 0:
+                last_fid = evaluate_now(it.step)["fid"]
             if it.end_of_epoch:
                 checkpoint(it.step, it.epoch + 1)
+            side_work += time.perf_counter() - now
     finally:
         progress.close()
         log.close()
@@ -277,7 +339,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         raise GanforgeError("training ran no iteration")
     if not it.end_of_epoch:
         checkpoint(it.step, it.epoch)
-    sample_grid("final.png")
+    sample_grid("final.png", it.step)
     plot_losses(
         read_metrics(run_dir / "metrics.jsonl"),
         run_dir / "loss_curve.png",
@@ -288,7 +350,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         it.step,
         it.epoch + int(it.end_of_epoch),
         wall,
-        it.step * config.batch_size / wall,
+        it.step * config.batch_size / (wall - side_work),
         it.stats,
     )
     (run_dir / "summary.json").write_text(
@@ -305,4 +367,12 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         )
         + "\n"
     )
+    if board:
+        board.close()
+    if reference is not None and config.final_eval_num:
+        from ganforge.evaluation import evaluate_run
+
+        evaluate_run(run_dir, num=config.final_eval_num, seed=config.seed)  # writes the report
+    else:
+        build_report(run_dir)
     return summary

@@ -1,0 +1,225 @@
+"""``ganforge eval``: score a run, or a file of samples, against a dataset's held-out test split,
+beside two reference points: real training images (the floor) and uniform noise (the ceiling)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.data import load_dataset, resolve_data_root, to_uint8
+from ganforge.errors import GanforgeError
+from ganforge.evaluator import Evaluator, load_evaluator
+from ganforge.files import atomic_write_text
+from ganforge.metrics import (
+    ReferenceSet,
+    all_scores,
+    kth_neighbour_distances,
+    nearest_distances,
+    precision_recall_density_coverage,
+)
+
+
+def npz_images(path: Path) -> torch.Tensor:
+    """uint8 images ``(N, C, H, W)`` from an ``.npz`` whose key ``images`` holds ``N×H×W`` or
+    ``N×H×W×C`` uint8 values (floats in ``[0, 1]`` are accepted and rounded)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "images" not in archive:
+                raise GanforgeError(f"{path} has no array named 'images' (has: {list(archive)})")
+            array = archive["images"]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise GanforgeError(f"samples file not found: {path}") from None
+        raise GanforgeError(f"{path} is not a readable .npz file ({exc})") from None
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3):
+        raise GanforgeError(f"{path}: images have shape {array.shape}; expected N×H×W or N×H×W×C")
+    if array.shape[0] == 0:
+        raise GanforgeError(f"{path} holds no images")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise GanforgeError(f"{path}: images contain NaN or infinite values")
+        if array.min() < 0 or array.max() > 1:
+            raise GanforgeError(f"{path}: float images must lie in [0, 1] (uint8 is preferred)")
+        array = np.rint(array * 255)
+    elif array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+        raise GanforgeError(f"{path}: images must be uint8, got {array.dtype}")
+    return torch.from_numpy(array.astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_samples(
+    source: str | os.PathLike, num: int, seed: int = 0
+) -> tuple[torch.Tensor, str | None, dict[str, Any] | None]:
+    """Images to score: ``(uint8 (N, C, H, W), the run's dataset or None, the run's config)``.
+
+    ``source`` is an ``.npz`` of samples, or a run folder / checkpoint to draw ``num`` from.
+    """
+    path = Path(source)
+    if path.suffix == ".npz":
+        images = npz_images(path)
+        return images[:num], None, None
+    from ganforge.sampling import generate, load_generator
+
+    generator, config = load_generator(path)
+    images = to_uint8(generate(generator, num, config["noise_dim"], seed=seed))
+    return images, config.get("dataset"), config
+
+
+def _check_fits(images: torch.Tensor, evaluator: Evaluator, reference: torch.Tensor) -> None:
+    if images.shape[1:] != reference.shape[1:]:
+        want = "×".join(map(str, reference.shape[1:]))
+        got = "×".join(map(str, images.shape[1:]))
+        raise GanforgeError(
+            f"samples are {got} images; the {evaluator.dataset} evaluator and test set are {want}"
+        )
+
+
+def _reference_points(
+    reference: ReferenceSet, train: torch.Tensor, num: int, seed: int, prdc_num: int, root: Path
+) -> dict[str, dict[str, Any]]:
+    """Scores of real training images (the floor) and uniform noise (the ceiling), cached on
+    disk per evaluator, since they depend on nothing but the evaluator, data and sizes."""
+    evaluator = reference.evaluator
+    cache = root / "eval-cache" / f"{evaluator.name}-{num}-{prdc_num}-{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    generator = torch.Generator().manual_seed(seed)
+    real = train[torch.randperm(train.shape[0], generator=generator)[:num]]
+    noise = torch.randint(0, 256, (num, *train.shape[1:]), generator=generator, dtype=torch.uint8)
+    points = {
+        "floor": all_scores(reference, real, prdc_num=prdc_num, seed=seed),
+        "ceiling": all_scores(reference, noise, prdc_num=prdc_num, seed=seed),
+    }
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(points))
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return points
+
+
+def _pixel_scores(images: torch.Tensor, train: torch.Tensor, prdc_num: int) -> dict[str, Any]:
+    """What needs no classifier, on raw pixels against the training images (a folder has no
+    held-out split): PRDC, and memorisation as the samples' median distance to the nearest
+    training image over the training images' median distance to their nearest other one."""
+    n = min(prdc_num, images.shape[0], train.shape[0])
+    real = train[:n].reshape(n, -1).double() / 255
+    fake = images[:n].reshape(n, -1).double() / 255
+    scores: dict[str, Any] = {"num": int(images.shape[0]), "space": "pixels"}
+    scores.update(precision_recall_density_coverage(real, fake))
+    sample_nn = nearest_distances(fake, real).median()
+    train_nn = kth_neighbour_distances(real, 1).median()
+    scores["memorisation_ratio"] = (sample_nn / train_nn).item() if train_nn > 0 else None
+    return scores
+
+
+def evaluate(
+    source: str | os.PathLike,
+    *,
+    num: int = 10_000,
+    dataset: str | None = None,
+    evaluator_path: str | os.PathLike | None = None,
+    seed: int = 0,
+    prdc_num: int = 5000,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling.
+
+    ``dataset`` defaults to the run's dataset (``mnist`` for a bare ``.npz``). Returns a dict
+    that :func:`format_table` prints and ``--json`` dumps.
+    """
+    if num < 2:
+        raise GanforgeError(f"--num must be at least 2, got {num}")
+    images, run_dataset, config = load_samples(source, num, seed)
+    dataset = dataset or run_dataset or "mnist"
+    root = data_root or (config or {}).get("data_root")
+    result: dict[str, Any] = {
+        "source": str(source),
+        "dataset": dataset,
+        "num": int(images.shape[0]),
+    }
+    if dataset.startswith("folder:") and evaluator_path is None:
+        train = load_dataset(dataset, "train", image_shape=tuple(images.shape[1:]))
+        result["evaluator"] = None
+        result["note"] = (
+            "no shipped evaluator fits a folder: dataset; scores are on raw pixels "
+            "against the training images"
+        )
+        result["samples"] = _pixel_scores(images, train.images, prdc_num)
+        return result
+
+    evaluator = load_evaluator(dataset, evaluator_path)
+    test = load_dataset(dataset, "test", data_root=root).images
+    train = load_dataset(dataset, "train", data_root=root).images
+    _check_fits(images, evaluator, test)
+    reference = ReferenceSet(evaluator, test, train)
+    result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)
+    result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed)
+    points = _reference_points(
+        reference, train, images.shape[0], seed, prdc_num, resolve_data_root(root)
+    )
+    result.update(points)
+    return result
+
+
+def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
+    """Write ``eval.json`` into a run folder and rebuild its report."""
+    from ganforge.report import build_report
+
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    build_report(run_dir)
+
+
+def evaluate_run(run_dir: Path, *, num: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Evaluate a run folder's newest checkpoint and save the result in the folder."""
+    result = evaluate(run_dir, num=num, seed=seed)
+    save_run_evaluation(run_dir, result)
+    return result
+
+
+ROWS = [
+    ("fid", "FID ↓", "{:.2f}"),
+    ("kid", "KID ↓", "{:.4f}"),
+    ("inception_score", "Inception Score ↑", "{:.2f}"),
+    ("precision", "precision ↑", "{:.3f}"),
+    ("recall", "recall ↑", "{:.3f}"),
+    ("density", "density ↑", "{:.3f}"),
+    ("coverage", "coverage ↑", "{:.3f}"),
+    ("classes_covered", "classes ≥ 2%", "{}"),
+    ("kl_uniform", "KL(classes ‖ uniform) ↓", "{:.4f}"),
+    ("memorisation_ratio", "memorisation ratio", "{:.3f}"),
+]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable table: one row per metric; samples, floor and ceiling side by side."""
+    columns = [("samples", "samples")]
+    if "floor" in result:
+        columns += [("floor", "real train (floor)"), ("ceiling", "uniform noise (ceiling)")]
+    header = f"{'metric':<26}" + "".join(f"{title:>26}" for _, title in columns)
+    lines = [
+        f"evaluator: {result['evaluator'] or 'none'}  dataset: {result['dataset']}  "
+        f"samples: {result['num']}  source: {result['source']}",
+    ]
+    if result.get("note"):
+        lines.append(f"note: {result['note']}")
+    lines += [header, "-" * len(header)]
+    for key, label, fmt in ROWS:
+        if key not in result["samples"]:
+            continue
+        cells = []
+        for column, _ in columns:
+            value = result[column].get(key)
+            cells.append("n/a" if value is None else fmt.format(value))
+        lines.append(f"{label:<26}" + "".join(f"{c:>26}" for c in cells))
+    histogram = result["samples"].get("class_histogram")
+    if histogram:
+        lines.append("class histogram: " + "  ".join(f"{k}:{v:.3f}" for k, v in histogram.items()))
+    return "\n".join(lines)

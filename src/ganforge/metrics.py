@@ -1,0 +1,192 @@
+"""Sample-quality metrics in an evaluator's feature space.
+
+* FID and KID: torchmetrics' ``FrechetInceptionDistance`` and ``KernelInceptionDistance`` with
+  the evaluator's 128-d feature layer as the custom ``feature`` module.
+* Inception Score: torchmetrics' ``InceptionScore`` with the evaluator's logits.
+* Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020),
+  with k nearest neighbours (k = 3) in feature space.
+* Mode coverage: the histogram of the evaluator's predicted classes, the number of classes that
+  hold at least 2% of the samples, and KL(histogram ‖ uniform).
+* Memorisation: the median distance from each sample to its nearest training image, divided by
+  the same median for held-out test images (well below 1: the generator copies training images).
+
+All inputs are uint8 images ``(N, C, 28, 28)``. Results are reproducible: the random subsets
+that KID and IS draw come from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ganforge.evaluator import Evaluator, FeatureExtractor, LogitsExtractor
+
+COVERAGE_THRESHOLD = 0.02
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, restoring the caller's RNG afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def kth_neighbour_distances(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest other point, ``(N,)``."""
+    distances = torch.cdist(points, points)
+    # The 0-th nearest is the point itself (distance 0).
+    return distances.kthvalue(k + 1, dim=1).values
+
+
+def precision_recall_density_coverage(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 3
+) -> dict[str, float]:
+    """PRDC of feature sets ``real (R, D)`` and ``fake (F, D)``.
+
+    Precision: the fraction of fake points inside some real point's k-NN ball. Recall: the
+    fraction of real points inside some fake point's k-NN ball. Density: the mean number of real
+    balls a fake point falls in, divided by k. Coverage: the fraction of real points whose ball
+    holds at least one fake point. Balls are open (``<``), as in Naeem et al.'s code.
+    """
+    real, fake = real.double(), fake.double()
+    real_radii = kth_neighbour_distances(real, k)
+    fake_radii = kth_neighbour_distances(fake, k)
+    distances = torch.cdist(real, fake)  # (R, F)
+    inside_real = distances < real_radii[:, None]
+    return {
+        "precision": inside_real.any(dim=0).double().mean().item(),
+        "recall": (distances < fake_radii[None, :]).any(dim=1).double().mean().item(),
+        "density": inside_real.sum().item() / (k * fake.shape[0]),
+        "coverage": (distances.min(dim=1).values < real_radii).double().mean().item(),
+    }
+
+
+def class_coverage(probabilities: torch.Tensor, classes: list[str]) -> dict[str, Any]:
+    """Histogram of predicted classes, classes holding ≥ 2% of samples, KL(hist ‖ uniform)."""
+    predicted = probabilities.argmax(dim=1)
+    counts = torch.bincount(predicted, minlength=len(classes)).double()
+    histogram = counts / counts.sum()
+    nonzero = histogram[histogram > 0]
+    kl = (nonzero * (nonzero * len(classes)).log()).sum().item()
+    return {
+        "class_histogram": {
+            name: round(h, 6) for name, h in zip(classes, histogram.tolist(), strict=True)
+        },
+        "classes_covered": int((histogram >= COVERAGE_THRESHOLD).sum().item()),
+        "kl_uniform": kl,
+    }
+
+
+def nearest_distances(
+    queries: torch.Tensor, references: torch.Tensor, chunk: int = 2000
+) -> torch.Tensor:
+    """Distance from each query ``(Q, D)`` to its nearest reference ``(R, D)``, ``(Q,)``."""
+    references = references.double()
+    return torch.cat(
+        [torch.cdist(q, references).min(dim=1).values for q in queries.double().split(chunk)]
+    )
+
+
+def memorisation_ratio(fake: torch.Tensor, test: torch.Tensor, train: torch.Tensor) -> float:
+    """median(nearest-train distance of samples) / median(nearest-train distance of test)."""
+    fake_nn = nearest_distances(fake, train).median()
+    test_nn = nearest_distances(test, train).median()
+    return (fake_nn / test_nn).item()
+
+
+def frechet_metric(feature: torch.nn.Module):
+    """torchmetrics' FID over a custom feature module (one with ``num_features``); the real
+    statistics survive ``reset()``, so one reference serves many sample sets."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    return FrechetInceptionDistance(feature=feature, reset_real_features=False)
+
+
+class ReferenceSet:
+    """The held-out images that samples are compared with, embedded once.
+
+    ``test``: uint8 test images ``(N, C, 28, 28)``; ``train``: the training images, used for the
+    memorisation check (may be ``None`` to skip it).
+    """
+
+    def __init__(
+        self, evaluator: Evaluator, test: torch.Tensor, train: torch.Tensor | None
+    ) -> None:
+        self.evaluator = evaluator
+        self.test_images = test
+        self.test_features, self.test_probabilities = evaluator.embed(test)
+        self.train_features = evaluator.embed(train)[0] if train is not None else None
+        self.fid = frechet_metric(FeatureExtractor(evaluator.net))
+        self.fid.update(test, real=True)
+
+    def frechet_distance(self, images: torch.Tensor) -> float:
+        self.fid.reset()  # keeps the test statistics
+        self.fid.update(images, real=False)
+        return self.fid.compute().item()
+
+
+def quick_scores(reference: ReferenceSet, images: torch.Tensor) -> dict[str, Any]:
+    """FID and mode coverage only: cheap enough to run during training."""
+    _, probabilities = reference.evaluator.embed(images)
+    coverage = class_coverage(probabilities, reference.evaluator.classes)
+    return {
+        "fid": reference.frechet_distance(images),
+        "classes_covered": coverage["classes_covered"],
+    }
+
+
+def all_scores(
+    reference: ReferenceSet,
+    images: torch.Tensor,
+    *,
+    k: int = 3,
+    prdc_num: int = 5000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every metric of this module for uint8 ``images`` against ``reference``."""
+    from torchmetrics.image.inception import InceptionScore
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    evaluator = reference.evaluator
+    features, probabilities = evaluator.embed(images)
+    scores: dict[str, Any] = {
+        "num": int(images.shape[0]),
+        "fid": reference.frechet_distance(images),
+    }
+
+    subset = min(1000, images.shape[0], reference.test_images.shape[0])
+    with warnings.catch_warnings():
+        # torchmetrics warns that KID and IS keep every feature; here that is a few MB.
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=FeatureExtractor(evaluator.net), subset_size=subset)
+        inception = InceptionScore(feature=LogitsExtractor(evaluator.net), splits=10)
+    with seeded(seed):
+        kid.update(reference.test_images, real=True)
+        kid.update(images, real=False)
+        kid_mean, kid_std = kid.compute()
+        inception.update(images)
+        is_mean, is_std = inception.compute()
+    scores.update(
+        kid=kid_mean.item(),
+        kid_std=kid_std.item(),
+        inception_score=is_mean.item(),
+        inception_score_std=is_std.item(),
+    )
+
+    n = min(prdc_num, features.shape[0], reference.test_features.shape[0])
+    scores.update(precision_recall_density_coverage(reference.test_features[:n], features[:n], k))
+    scores.update(class_coverage(probabilities, evaluator.classes))
+    if reference.train_features is not None:
+        scores["memorisation_ratio"] = memorisation_ratio(
+            features, reference.test_features, reference.train_features
+        )
+    for key, value in scores.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            scores[key] = None
+    return scores

@@ -1,0 +1,247 @@
+"""``report.html``: one self-contained page per run (every image embedded, no network needed).
+
+It shows the config, the final grid, the grids over time on a timeline the reader can scrub or
+step through, the loss curves, FID over training, the class histogram, and the final metric
+table beside the floor (real images) and the ceiling (noise).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ganforge.evaluation import ROWS
+from ganforge.files import atomic_write_text
+from ganforge.reporting import plot_class_histogram, plot_fid, read_metrics
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>ganforge run {name}</title>
+<style>
+{style}</style>
+</head>
+<body>
+<h1>{name}</h1>
+<p class="muted">{subtitle}</p>
+{sections}
+<script>
+{script}
+</script>
+</body>
+</html>
+"""
+
+
+def _asset(name: str) -> str:
+    return (resources.files("ganforge") / "report_assets" / name).read_text()
+
+
+def data_uri(path: Path) -> str:
+    """A PNG file as a ``data:`` URI, so the page needs no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _img(path: Path, alt: str, css: str) -> str:
+    return f'<img class="{css}" alt="{html.escape(alt)}" src="{data_uri(path)}">'
+
+
+def _metric_table(evaluation: dict[str, Any]) -> str:
+    columns = [("samples", "samples")]
+    if "floor" in evaluation:
+        columns += [("floor", "real images (floor)"), ("ceiling", "uniform noise (ceiling)")]
+    head = "".join(f"<th>{title}</th>" for _, title in columns)
+    rows = []
+    for key, label, fmt in ROWS:
+        if key not in evaluation["samples"]:
+            continue
+        cells = []
+        for column, _ in columns:
+            value = evaluation[column].get(key)
+            cells.append(
+                '<td class="num">' + ("n/a" if value is None else fmt.format(value)) + "</td>"
+            )
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    caption = (
+        f"evaluator {html.escape(str(evaluation.get('evaluator')))}, "
+        f"{evaluation['num']} samples against the {html.escape(evaluation['dataset'])} "
+        "test split"
+    )
+    return (
+        f"<p class='muted'>{caption}</p><table><tr><th>metric</th>{head}</tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
+def build_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from what the run folder holds; return its path."""
+    config = json.loads((run_dir / "config.json").read_text())
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    eval_path = run_dir / "eval.json"
+    evaluation = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+    records = (
+        read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    )
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    sections = []
+
+    final = run_dir / "samples" / "final.png"
+    if final.is_file():
+        sections.append(
+            f"<section><h2>Final samples</h2>{_img(final, 'final grid', 'grid')}</section>"
+        )
+
+    frames = sorted((run_dir / "samples").glob("step_*.png"))
+    if final.is_file():
+        frames.append(final)
+    script = ""
+    if frames:
+        data = [
+            {
+                "label": "final" if f.name == "final.png" else f"iteration {int(f.stem[5:])}",
+                "src": data_uri(f),
+            }
+            for f in frames
+        ]
+        payload = json.dumps(data).replace("</", "<\\/")
+        sections.append(
+            "<section><h2>Samples over training</h2>"
+            "<p class='muted'>The same fixed noise at each point: drag the slider, use the buttons "
+            "or the arrow keys.</p><div class='timeline'>"
+            "<button id='frame-prev'>◀</button><input id='frame-slider' type='range' min='0' "
+            f"max='{len(frames) - 1}' value='{len(frames) - 1}'><button id='frame-next'>▶</button>"
+            "<button id='frame-play'>play</button><span id='frame-label'></span></div>"
+            "<img id='frame' class='grid' alt='samples at one point of training'>"
+            f"<script type='application/json' id='frames'>{payload}</script></section>"
+        )
+        script = _asset("timeline.js")
+
+    curves = run_dir / "loss_curve.png"
+    if curves.is_file():
+        sections.append(f"<section><h2>Losses</h2>{_img(curves, 'loss curves', 'plot')}</section>")
+    if plot_fid(records, plots / "fid_curve.png"):
+        fid = _img(plots / "fid_curve.png", "FID during training", "plot")
+        sections.append(f"<section><h2>FID during training</h2>{fid}</section>")
+    if evaluation is not None:
+        histogram = evaluation["samples"].get("class_histogram")
+        if histogram:
+            plot_class_histogram(histogram, plots / "class_histogram.png")
+            bars = _img(plots / "class_histogram.png", "class histogram", "plot")
+            sections.append(f"<section><h2>Classes of the samples</h2>{bars}</section>")
+        sections.append(f"<section><h2>Metrics</h2>{_metric_table(evaluation)}</section>")
+    else:
+        sections.append(
+            "<section><h2>Metrics</h2><p>Not evaluated yet: run "
+            f"<code>ganforge eval {html.escape(str(run_dir))}</code>.</p></section>"
+        )
+
+    config_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
+        for k, v in config.items()
+    )
+    sections.append(
+        f"<section><details open><summary><h2 style='display:inline'>Config</h2>"
+        f"</summary><table>{config_rows}</table></details></section>"
+    )
+
+    subtitle = f"preset {config.get('preset')}: {config.get('description', '')}"
+    if summary:
+        subtitle += (
+            f" · {summary['steps']} iterations in {summary['wall_time_s']:.0f} s "
+            f"({summary['images_per_s']:.0f} images/s, {summary.get('device', '?')})"
+        )
+    page = PAGE.format(
+        style=_asset("report.css"),
+        name=html.escape(run_dir.name),
+        subtitle=html.escape(subtitle),
+        sections="\n".join(sections),
+        script=script,
+    )
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
+
+
+COMPARED = ("fid", "kid", "inception_score", "precision", "recall", "coverage", "classes_covered")
+COMPARE_COLUMNS = [row for row in ROWS if row[0] in COMPARED]
+
+
+def _cells(scores: dict[str, Any]) -> list[str]:
+    return [
+        "n/a" if scores.get(k) is None else fmt.format(scores[k]) for k, _, fmt in COMPARE_COLUMNS
+    ]
+
+
+def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) -> str:
+    """A Markdown table of runs (evaluating any that has no ``eval.json`` yet), with the floor
+    and ceiling, a per-preset summary when a preset has several runs, and a bar chart."""
+    from ganforge.evaluation import evaluate_run
+    from ganforge.reporting import plot_comparison
+
+    rows, evaluations = [], []
+    for run in run_dirs:
+        config = json.loads((run / "config.json").read_text())
+        summary = json.loads((run / "summary.json").read_text())
+        eval_path = run / "eval.json"
+        if eval_path.is_file() and json.loads(eval_path.read_text())["num"] == num:
+            evaluation = json.loads(eval_path.read_text())
+        else:
+            evaluation = evaluate_run(run, num=num, seed=config.get("seed", 0))
+        evaluations.append(evaluation)
+        rows.append(
+            {
+                "name": run.name,
+                "preset": config["preset"],
+                "loss": config["loss"],
+                "steps": summary["steps"],
+                "wall": summary["wall_time_s"],
+                **evaluation["samples"],
+            }
+        )
+    titles = ["run", "preset", "loss", "steps", "wall time"] + [t for _, t, _ in COMPARE_COLUMNS]
+    lines = ["| " + " | ".join(titles) + " |", "|" + " --- |" * len(titles)]
+    for row in rows:
+        head = [row["name"], row["preset"], row["loss"], str(row["steps"]), f"{row['wall']:.0f} s"]
+        lines.append("| " + " | ".join(head + _cells(row)) + " |")
+    reference = next((e for e in evaluations if "floor" in e), None)
+    if reference is not None:
+        for key, title in (
+            ("floor", "real images (floor)"),
+            ("ceiling", "uniform noise (ceiling)"),
+        ):
+            lines.append("| " + " | ".join([title, "", "", "", "", *_cells(reference[key])]) + " |")
+    evaluators = sorted({str(e.get("evaluator")) for e in evaluations})
+    lines.append("")
+    lines.append(
+        f"Evaluator: {', '.join(evaluators)}; {num} samples per run against the test split."
+    )
+
+    by_preset: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_preset.setdefault(row["preset"], []).append(row)
+    if any(len(group) > 1 for group in by_preset.values()):
+        lines += [
+            "",
+            "| preset | runs | FID mean ± std (min–max) | precision mean | recall mean |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for preset, group in by_preset.items():
+            fids = [r["fid"] for r in group if r.get("fid") is not None]
+            mean = sum(fids) / len(fids)
+            std = (sum((f - mean) ** 2 for f in fids) / max(1, len(fids) - 1)) ** 0.5
+            precision = sum(r["precision"] for r in group) / len(group)
+            recall = sum(r["recall"] for r in group) / len(group)
+            lines.append(
+                f"| {preset} | {len(group)} | {mean:.2f} ± {std:.2f} "
+                f"({min(fids):.2f}–{max(fids):.2f}) | {precision:.3f} | {recall:.3f} |"
+            )
+    if chart is not None:
+        plot_comparison(rows, chart)
+    return "\n".join(lines)
