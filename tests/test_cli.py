@@ -26,6 +26,8 @@ TINY = [
     "16",
     "--eval-every",
     "0",
+    "--final-eval-num",
+    "0",
     "--quiet",
 ]
 
@@ -142,6 +144,8 @@ def test_folder_dataset_end_to_end(tmp_path, image_folder):
         str(run),
         "--eval-every",
         "0",
+        "--final-eval-num",
+        "0",
         "--quiet",
     ]
     assert main(["train", *args]) == 0
@@ -194,6 +198,9 @@ def test_data_fetch_finds_existing_files(capsys, tiny_mnist_root):
         (["--epochs", "-2"], "epochs must be an integer ≥ 1, got -2"),
         (["--lr", "0"], "lr must be a number > 0"),
         (["--device", "tpu"], "device must be one of"),
+        (["--preset", "dcgan", "--batch-size", "1"], "batch_size must be at least 2 for the dcgan"),
+        (["--final-eval-num", "3"], "final_eval_num must be 0 (skip) or at least 4, got 3"),
+        (["--eval-num", "2"], "eval_num must be an integer ≥ 4, got 2"),
         (["--batch-size", "5000"], "batch size 5000 is larger than the 600 training images"),
         (["--dataset", "folder:/nonexistent/photos"], "image folder not found"),
     ],

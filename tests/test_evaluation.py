@@ -270,6 +270,8 @@ def test_folder_runs_are_scored_on_pixels(tmp_path, image_folder, capsys):
                 str(run),
                 "--eval-every",
                 "0",
+                "--final-eval-num",
+                "0",
                 "--quiet",
             ]
         )
@@ -300,6 +302,21 @@ def test_eval_rejects_bad_samples(tmp_path, capsys, images, message):
     assert message in error_line(capsys)
 
 
+def test_eval_needs_enough_points_for_the_neighbour_metrics(tmp_path, capsys):
+    np.savez(tmp_path / "three.npz", images=np.zeros((3, 28, 28), dtype=np.uint8))
+    assert main(["eval", str(tmp_path / "three.npz")]) == 2
+    assert "holds 3 images; scoring needs 4" in error_line(capsys)
+    assert main(["eval", str(tmp_path / "three.npz"), "--prdc-num", "0"]) == 2
+    assert "--num and --prdc-num must be at least 4" in error_line(capsys)
+
+
+def test_sample_rejects_an_unknown_device(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path), "--out", "x.npz", "--device", "gpu"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
 def test_eval_rejects_missing_and_unreadable_files(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "none.npz")]) == 2
     assert "samples file not found" in error_line(capsys)
@@ -312,7 +329,7 @@ def test_eval_rejects_missing_and_unreadable_files(tmp_path, capsys):
 
 
 def test_eval_with_the_wrong_evaluator_for_the_dataset(tmp_path, capsys):
-    np.savez(tmp_path / "s.npz", images=np.zeros((4, 28, 28), dtype=np.uint8))
+    np.savez(tmp_path / "s.npz", images=np.zeros((8, 28, 28), dtype=np.uint8))
     shipped = str(evaluator_module.shipped_path("fashion-mnist"))
     assert main(["eval", str(tmp_path / "s.npz"), "--evaluator", shipped]) == 2
     assert "trained on 'fashion-mnist', not on 'mnist'" in error_line(capsys)
@@ -335,6 +352,8 @@ def test_tensorboard_logging(tmp_path):
                 "32",
                 "--tensorboard",
                 "--eval-every",
+                "0",
+                "--final-eval-num",
                 "0",
                 "--out",
                 str(run),

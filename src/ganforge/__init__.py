@@ -7,6 +7,9 @@ The public API:
 * :mod:`ganforge.data`: datasets in memory (MNIST offline, Fashion-MNIST, image folders);
 * :mod:`ganforge.training`: :func:`~ganforge.training.train` and the step it repeats;
 * :mod:`ganforge.sampling`: images from a trained run;
+* :mod:`ganforge.evaluator`, :mod:`ganforge.metrics`, :mod:`ganforge.evaluation`: the shipped
+  evaluator networks, the sample-quality metrics, and ``ganforge eval``;
+* :mod:`ganforge.report`: each run's ``report.html`` and ``ganforge compare``;
 * :mod:`ganforge.assignment`: the assignment's own function names, over the above.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m ganforge`` (also what ``torchrun -m ganforge`` runs)."""
+"""``python -m ganforge``: the same as the ``ganforge`` command."""
 
 from ganforge.cli import main
 

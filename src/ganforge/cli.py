@@ -1,4 +1,5 @@
-"""The ``ganforge`` command line: ``train``, ``sample``, ``presets`` and ``data fetch``."""
+"""The ``ganforge`` command line: ``train``, ``sample``, ``eval``, ``compare``, ``report``,
+``evaluator train``, ``presets`` and ``data fetch``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from ganforge import __version__
-from ganforge.config import TrainConfig, build_config
+from ganforge.config import DEVICES, TrainConfig, build_config
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write_text
 from ganforge.presets import PRESETS
 
 FLAG_HELP = {
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, help="write the images as uint8 .npz (key 'images')")
     sample.add_argument("--grid", type=Path, help="write the images as a PNG grid")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    sample.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default cpu)")
+    sample.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
 
     evaluate = commands.add_parser("eval", help="score a run or a file of samples")
     evaluate.add_argument("source", type=Path, help="a run folder, a checkpoint or a samples .npz")
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--dataset", help="the data to compare with (default: the run's; mnist)")
     evaluate.add_argument("--evaluator", type=Path, metavar="FILE", help="your own evaluator file")
-    evaluate.add_argument("--seed", type=int, default=0, help="noise and subset seed (default 0)")
+    evaluate.add_argument("--seed", type=int, help="noise and subset seed (default: the run's)")
     evaluate.add_argument(
         "--prdc-num",
         type=int,
@@ -155,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from ganforge.training import train
 
@@ -171,11 +177,16 @@ def _run_train(args: argparse.Namespace) -> None:
     if (run / "eval.json").is_file():
         result = json.loads((run / "eval.json").read_text())
         scores = result["samples"]
-        print(
-            f"  scores ({result['num']} samples, evaluator {result['evaluator']}): "
-            f"FID {scores['fid']:.2f}, precision {scores['precision']:.3f}, "
-            f"recall {scores['recall']:.3f}, classes ≥ 2%: {scores['classes_covered']}"
+        shown = ", ".join(
+            f"{label} {_number(scores.get(key))}"
+            for key, label in (
+                ("fid", "FID"),
+                ("precision", "precision"),
+                ("recall", "recall"),
+                ("classes_covered", "classes ≥ 2%"),
+            )
         )
+        print(f"  scores ({result['num']} samples, evaluator {result['evaluator']}): {shown}")
     print(f"  report: {run / 'report.html'}")
 
 
@@ -265,7 +276,7 @@ def _run_evaluator_train(args: argparse.Namespace) -> None:
             "command": f"ganforge evaluator train --dataset {args.dataset} "
             f"--epochs {args.epochs} --seed {args.seed}",
         }
-        args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(args.manifest, json.dumps(manifest, indent=2) + "\n")
         print(f"recorded its sha256 in {args.manifest}")
 
 

@@ -10,11 +10,11 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 
 from ganforge.data import check_dataset_name
@@ -175,8 +175,20 @@ def validate(config: TrainConfig) -> None:
     integer("grid_size", 1)
     integer("keep_checkpoints", 1)
     integer("eval_every", 0)
-    integer("eval_num", 2)
     integer("final_eval_num", 0)
+    need(
+        not _is_int(config.final_eval_num)
+        or config.final_eval_num == 0
+        or config.final_eval_num >= 4,
+        f"final_eval_num must be 0 (skip) or at least 4, got {config.final_eval_num!r}",
+    )
+    need(
+        not _is_int(config.eval_num) or config.eval_num >= 4,
+        f"eval_num must be an integer ≥ 4, got {config.eval_num!r}",
+    )
+    if config.architecture == "dcgan" and _is_int(config.batch_size):
+        # BatchNorm needs two images to compute a batch statistic.
+        need(config.batch_size >= 2, "batch_size must be at least 2 for the dcgan architecture")
     number("lr", 0, 10)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)

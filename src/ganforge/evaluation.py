@@ -17,6 +17,8 @@ from ganforge.errors import GanforgeError
 from ganforge.evaluator import Evaluator, load_evaluator
 from ganforge.files import atomic_write_text
 from ganforge.metrics import (
+    METRICS_VERSION,
+    MIN_POINTS,
     ReferenceSet,
     all_scores,
     kth_neighbour_distances,
@@ -55,21 +57,22 @@ def npz_images(path: Path) -> torch.Tensor:
 
 
 def load_samples(
-    source: str | os.PathLike, num: int, seed: int = 0
-) -> tuple[torch.Tensor, str | None, dict[str, Any] | None]:
-    """Images to score: ``(uint8 (N, C, H, W), the run's dataset or None, the run's config)``.
+    source: str | os.PathLike, num: int, seed: int | None = None
+) -> tuple[torch.Tensor, dict[str, Any] | None, int]:
+    """Images to score: ``(uint8 (N, C, H, W), the run's config or None, the seed used)``.
 
-    ``source`` is an ``.npz`` of samples, or a run folder / checkpoint to draw ``num`` from.
+    ``source`` is an ``.npz`` of samples, or a run folder / checkpoint to draw ``num`` from with
+    noise of ``seed`` (default: the run's own seed, as its end-of-training evaluation used).
     """
     path = Path(source)
     if path.suffix == ".npz":
-        images = npz_images(path)
-        return images[:num], None, None
+        return npz_images(path)[:num], None, 0 if seed is None else seed
     from ganforge.sampling import generate, load_generator
 
     generator, config = load_generator(path)
+    seed = config.get("seed", 0) if seed is None else seed
     images = to_uint8(generate(generator, num, config["noise_dim"], seed=seed))
-    return images, config.get("dataset"), config
+    return images, config, seed
 
 
 def _check_fits(images: torch.Tensor, evaluator: Evaluator, reference: torch.Tensor) -> None:
@@ -85,11 +88,14 @@ def _reference_points(
     reference: ReferenceSet, train: torch.Tensor, num: int, seed: int, prdc_num: int, root: Path
 ) -> dict[str, dict[str, Any]]:
     """Scores of real training images (the floor) and uniform noise (the ceiling), cached on
-    disk per evaluator, since they depend on nothing but the evaluator, data and sizes."""
+    disk, since they depend on nothing but the metric code, evaluator, data and sizes."""
     evaluator = reference.evaluator
-    cache = root / "eval-cache" / f"{evaluator.name}-{num}-{prdc_num}-{seed}.json"
-    if cache.is_file():
+    key = f"v{METRICS_VERSION}-{evaluator.name}-{train.shape[0]}-{num}-{prdc_num}-{seed}"
+    cache = root / "eval-cache" / f"{key}.json"
+    try:
         return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass  # not cached yet, or a damaged cache file: compute it again
     generator = torch.Generator().manual_seed(seed)
     real = train[torch.randperm(train.shape[0], generator=generator)[:num]]
     noise = torch.randint(0, 256, (num, *train.shape[1:]), generator=generator, dtype=torch.uint8)
@@ -99,7 +105,7 @@ def _reference_points(
     }
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(points))
+        atomic_write_text(cache, json.dumps(points))
     except OSError:
         pass  # a cache we cannot write only costs time
     return points
@@ -110,7 +116,8 @@ def _pixel_scores(images: torch.Tensor, train: torch.Tensor, prdc_num: int) -> d
     held-out split): PRDC, and memorisation as the samples' median distance to the nearest
     training image over the training images' median distance to their nearest other one."""
     n = min(prdc_num, images.shape[0], train.shape[0])
-    real = train[:n].reshape(n, -1).double() / 255
+    pick = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(0))[:n]
+    real = train[pick].reshape(n, -1).double() / 255
     fake = images[:n].reshape(n, -1).double() / 255
     scores: dict[str, Any] = {"num": int(images.shape[0]), "space": "pixels"}
     scores.update(precision_recall_density_coverage(real, fake))
@@ -126,24 +133,30 @@ def evaluate(
     num: int = 10_000,
     dataset: str | None = None,
     evaluator_path: str | os.PathLike | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     prdc_num: int = 5000,
     data_root: str | None = None,
 ) -> dict[str, Any]:
     """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling.
 
-    ``dataset`` defaults to the run's dataset (``mnist`` for a bare ``.npz``). Returns a dict
-    that :func:`format_table` prints and ``--json`` dumps.
+    ``dataset`` defaults to the run's dataset (``mnist`` for a bare ``.npz``); ``seed`` to the
+    run's seed. The training images (for memorisation and the floor) are the run's own training
+    split. Returns a dict that :func:`format_table` prints and ``--json`` dumps.
     """
-    if num < 2:
-        raise GanforgeError(f"--num must be at least 2, got {num}")
-    images, run_dataset, config = load_samples(source, num, seed)
-    dataset = dataset or run_dataset or "mnist"
-    root = data_root or (config or {}).get("data_root")
+    if num < MIN_POINTS or prdc_num < MIN_POINTS:
+        raise GanforgeError(f"--num and --prdc-num must be at least {MIN_POINTS}")
+    images, config, seed = load_samples(source, num, seed)
+    if images.shape[0] < MIN_POINTS:
+        raise GanforgeError(f"{source} holds {images.shape[0]} images; scoring needs {MIN_POINTS}")
+    config = config or {}
+    dataset = dataset or config.get("dataset") or "mnist"
+    root = data_root or config.get("data_root")
+    train_size = config.get("train_size")
     result: dict[str, Any] = {
         "source": str(source),
         "dataset": dataset,
         "num": int(images.shape[0]),
+        "seed": seed,
     }
     if dataset.startswith("folder:") and evaluator_path is None:
         train = load_dataset(dataset, "train", image_shape=tuple(images.shape[1:]))
@@ -157,7 +170,7 @@ def evaluate(
 
     evaluator = load_evaluator(dataset, evaluator_path)
     test = load_dataset(dataset, "test", data_root=root).images
-    train = load_dataset(dataset, "train", data_root=root).images
+    train = load_dataset(dataset, "train", data_root=root, train_size=train_size).images
     _check_fits(images, evaluator, test)
     reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)
@@ -177,7 +190,7 @@ def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
     build_report(run_dir)
 
 
-def evaluate_run(run_dir: Path, *, num: int = 10_000, seed: int = 0) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, *, num: int = 10_000, seed: int | None = None) -> dict[str, Any]:
     """Evaluate a run folder's newest checkpoint and save the result in the folder."""
     result = evaluate(run_dir, num=num, seed=seed)
     save_run_evaluation(run_dir, result)

@@ -10,8 +10,9 @@
 * Memorisation: the median distance from each sample to its nearest training image, divided by
   the same median for held-out test images (well below 1: the generator copies training images).
 
-All inputs are uint8 images ``(N, C, 28, 28)``. Results are reproducible: the random subsets
-that KID and IS draw come from a fixed seed.
+:func:`all_scores` and :func:`quick_scores` take uint8 images ``(N, C, 28, 28)``; the
+functions below them take feature matrices. Results are reproducible: every random subset
+(KID's, IS's splits, the PRDC reference) comes from a fixed seed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ import torch
 from ganforge.evaluator import Evaluator, FeatureExtractor, LogitsExtractor
 
 COVERAGE_THRESHOLD = 0.02
+K_NEIGHBOURS = 3
+#: The fewest images the k-NN metrics can score (k neighbours besides the point itself).
+MIN_POINTS = K_NEIGHBOURS + 1
+#: Bump when a change alters any score, so cached floor/ceiling numbers are not reused.
+METRICS_VERSION = 1
+#: Images per forward pass of the evaluator inside torchmetrics (bounds activation memory).
+CHUNK = 1000
 
 
 @contextmanager
@@ -100,6 +108,12 @@ def memorisation_ratio(fake: torch.Tensor, test: torch.Tensor, train: torch.Tens
     return (fake_nn / test_nn).item()
 
 
+def _update(metric, images: torch.Tensor, **kwargs) -> None:
+    """``metric.update`` in chunks, so 10,000 images never pass the evaluator at once."""
+    for chunk in images.split(CHUNK):
+        metric.update(chunk, **kwargs)
+
+
 def frechet_metric(feature: torch.nn.Module):
     """torchmetrics' FID over a custom feature module (one with ``num_features``); the real
     statistics survive ``reset()``, so one reference serves many sample sets."""
@@ -120,15 +134,26 @@ class ReferenceSet:
     ) -> None:
         self.evaluator = evaluator
         self.test_images = test
-        self.test_features, self.test_probabilities = evaluator.embed(test)
+        self.test_features = evaluator.embed(test)[0]
         self.train_features = evaluator.embed(train)[0] if train is not None else None
         self.fid = frechet_metric(FeatureExtractor(evaluator.net))
-        self.fid.update(test, real=True)
+        _update(self.fid, test, real=True)
+        self._test_nn_median: torch.Tensor | None = None
 
     def frechet_distance(self, images: torch.Tensor) -> float:
         self.fid.reset()  # keeps the test statistics
-        self.fid.update(images, real=False)
+        _update(self.fid, images, real=False)
         return self.fid.compute().item()
+
+    def memorisation_ratio(self, features: torch.Tensor) -> float:
+        """:func:`memorisation_ratio` of sample features, the test side computed once."""
+        if self._test_nn_median is None:
+            self._test_nn_median = nearest_distances(
+                self.test_features, self.train_features
+            ).median()
+        return (
+            nearest_distances(features, self.train_features).median() / self._test_nn_median
+        ).item()
 
 
 def quick_scores(reference: ReferenceSet, images: torch.Tensor) -> dict[str, Any]:
@@ -145,7 +170,7 @@ def all_scores(
     reference: ReferenceSet,
     images: torch.Tensor,
     *,
-    k: int = 3,
+    k: int = K_NEIGHBOURS,
     prdc_num: int = 5000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -167,10 +192,10 @@ def all_scores(
         kid = KernelInceptionDistance(feature=FeatureExtractor(evaluator.net), subset_size=subset)
         inception = InceptionScore(feature=LogitsExtractor(evaluator.net), splits=10)
     with seeded(seed):
-        kid.update(reference.test_images, real=True)
-        kid.update(images, real=False)
+        _update(kid, reference.test_images, real=True)
+        _update(kid, images, real=False)
         kid_mean, kid_std = kid.compute()
-        inception.update(images)
+        _update(inception, images)
         is_mean, is_std = inception.compute()
     scores.update(
         kid=kid_mean.item(),
@@ -179,13 +204,14 @@ def all_scores(
         inception_score_std=is_std.item(),
     )
 
-    n = min(prdc_num, features.shape[0], reference.test_features.shape[0])
-    scores.update(precision_recall_density_coverage(reference.test_features[:n], features[:n], k))
+    # A seeded random subset of the test set: its first half is not like its second.
+    test_features = reference.test_features
+    n = min(prdc_num, features.shape[0], test_features.shape[0])
+    pick = torch.randperm(test_features.shape[0], generator=torch.Generator().manual_seed(seed))
+    scores.update(precision_recall_density_coverage(test_features[pick[:n]], features[:n], k))
     scores.update(class_coverage(probabilities, evaluator.classes))
     if reference.train_features is not None:
-        scores["memorisation_ratio"] = memorisation_ratio(
-            features, reference.test_features, reference.train_features
-        )
+        scores["memorisation_ratio"] = reference.memorisation_ratio(features)
     for key, value in scores.items():
         if isinstance(value, float) and not math.isfinite(value):
             scores[key] = None

@@ -234,6 +234,8 @@ def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) ->
         ]
         for preset, group in by_preset.items():
             fids = [r["fid"] for r in group if r.get("fid") is not None]
+            if not fids:  # scored on pixels: no FID to summarise
+                continue
             mean = sum(fids) / len(fids)
             std = (sum((f - mean) ** 2 for f in fids) / max(1, len(fids) - 1)) ** 0.5
             precision = sum(r["precision"] for r in group) / len(group)

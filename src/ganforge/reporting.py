@@ -93,15 +93,19 @@ def _figure(width: float, height: float):
 
 
 def plot_fid(records: list[dict[str, Any]], path: Path) -> bool:
-    """Plot FID (and classes covered) against the iteration; False when the log has none."""
-    points = [(r["step"], r["fid"], r.get("classes_covered")) for r in records if "fid" in r]
+    """Plot FID and the classes covered against the iteration; False when the log has none."""
+    points = [r for r in records if "fid" in r]
     if not points:
         return False
-    fig = _figure(6, 3.4)
-    ax = fig.subplots()
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="tab:red")
-    ax.set(xlabel="iteration", ylabel="FID (evaluator features)", title="FID during training")
-    ax.set_yscale("log")
+    fig = _figure(8, 3.4)
+    fid_ax, class_ax = fig.subplots(1, 2)
+    steps = [r["step"] for r in points]
+    fid_ax.plot(steps, [r["fid"] for r in points], marker="o", color="tab:red")
+    evaluator = points[-1].get("evaluator", "evaluator")
+    fid_ax.set(xlabel="iteration", ylabel=f"FID ({evaluator})", title="FID during training")
+    fid_ax.set_yscale("log")
+    class_ax.plot(steps, [r["classes_covered"] for r in points], marker="o")
+    class_ax.set(xlabel="iteration", title="classes holding ≥ 2% of samples", ylim=(0, None))
     fig.tight_layout()
     fig.savefig(path)
     return True

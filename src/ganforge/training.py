@@ -23,6 +23,7 @@ from ganforge.checkpoint import make_checkpoint, save_run_checkpoint
 from ganforge.config import TrainConfig
 from ganforge.data import load_dataset, preprocess_images, shuffled_batches, to_uint8
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write_text
 from ganforge.losses import OBJECTIVES, Objective
 from ganforge.metrics import ReferenceSet, quick_scores
 from ganforge.models import build_models, sample_noise
@@ -160,9 +161,10 @@ class RunSummary:
 
 
 def _training_reference(config: TrainConfig, quiet: bool) -> ReferenceSet | None:
-    """The test set embedded by the dataset's evaluator, for ``eval_every``; ``None`` when
-    evaluation is off or no evaluator fits the dataset (said once, unless quiet)."""
-    if not config.eval_every:
+    """The test set embedded by the dataset's evaluator, for ``eval_every`` and the final
+    evaluation; ``None`` when both are off or no evaluator fits the dataset (said once, unless
+    quiet)."""
+    if not (config.eval_every or config.final_eval_num):
         return None
     from ganforge.evaluator import load_evaluator
 
@@ -170,7 +172,7 @@ def _training_reference(config: TrainConfig, quiet: bool) -> ReferenceSet | None
         evaluator = load_evaluator(config.dataset)
     except GanforgeError as exc:
         if not quiet:
-            print(f"ganforge: evaluation during training is off: {exc}", file=sys.stderr)
+            print(f"ganforge: evaluation is off: {exc}", file=sys.stderr)
         return None
     test = load_dataset(config.dataset, "test", data_root=config.data_root)
     return ReferenceSet(evaluator, test.images, train=None)
@@ -212,6 +214,8 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
     Checks data and device before it creates the run folder, so a bad input writes nothing.
     """
     device = resolve_device(config.device)
+    # Before any seeding: building the evaluator must not shift the training RNG streams.
+    reference = _training_reference(config, quiet)
     torch.manual_seed(config.seed)  # weight initialisation
     data_generator = torch.Generator().manual_seed(config.seed)
     noise_generator = torch.Generator(device).manual_seed(config.seed + 1)
@@ -244,7 +248,6 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
     )
 
     writer_class = _summary_writer_class() if config.tensorboard else None
-    reference = _training_reference(config, quiet)
     run_dir = _make_run_dir(config)
     log = MetricsLog(run_dir / "metrics.jsonl")
     board = writer_class(log_dir=str(run_dir / "tensorboard")) if writer_class else None
@@ -268,7 +271,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         )
         generator.train()
         scores = quick_scores(reference, to_uint8(fake))
-        log.write({"step": step, **scores})
+        log.write({"step": step, **scores, "evaluator": reference.evaluator.name})
         if board:
             for key, value in scores.items():
                 board.add_scalar(f"eval/{key}", value, step)
@@ -326,7 +329,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
                 progress.set_postfix(postfix)
             if it.step % config.sample_every == 0:
                 sample_grid(f"step_{it.step:07d}.png", it.step)
-            if reference is not None and it.step % config.eval_every == 0:
+            if reference is not None and config.eval_every and it.step % config.eval_every == 0:
                 last_fid = evaluate_now(it.step)["fid"]
             if it.end_of_epoch:
                 checkpoint(it.step, it.epoch + 1)
@@ -353,7 +356,8 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         it.step * config.batch_size / (wall - side_work),
         it.stats,
     )
-    (run_dir / "summary.json").write_text(
+    atomic_write_text(
+        run_dir / "summary.json",
         json.dumps(
             {
                 "steps": summary.steps,
@@ -365,7 +369,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     if board:
         board.close()
