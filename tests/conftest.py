@@ -39,6 +39,43 @@ def write_mnist_root(root: Path, n_train: int = 600, n_test: int = 100) -> Path:
     return root
 
 
+#: Flags for a few quick iterations: small batches and grids, no evaluation, no progress bar.
+#: Flags given after these override them (argparse keeps the last value).
+TINY_FLAGS = [
+    "--batch-size",
+    "32",
+    "--sample-every",
+    "3",
+    "--grid-size",
+    "16",
+    "--eval-every",
+    "0",
+    "--final-eval-num",
+    "0",
+    "--quiet",
+]
+
+
+#: Flags that make a tiny run evaluate itself: FID every 2 iterations, 64 samples at the end.
+EVAL_FLAGS = [
+    "--sample-every",
+    "2",
+    "--eval-every",
+    "2",
+    "--eval-num",
+    "40",
+    "--final-eval-num",
+    "64",
+]
+
+
+def tiny_train(out: Path, *flags: str) -> int:
+    """``ganforge train --out OUT`` with :data:`TINY_FLAGS`, then ``flags``; the exit status."""
+    from ganforge.cli import main
+
+    return main(["train", "--out", str(out), *TINY_FLAGS, *flags])
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist_root(tmp_path_factory) -> Path:
     """A data root whose ``mnist`` is 600 synthetic training and 100 test images."""

@@ -12,28 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_train
 from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
 from ganforge.models import build_models
 from ganforge.training import make_optimizer
-
-TINY = [
-    "--batch-size",
-    "32",
-    "--sample-every",
-    "3",
-    "--grid-size",
-    "16",
-    "--eval-every",
-    "0",
-    "--final-eval-num",
-    "0",
-    "--quiet",
-]
-
-
-def train(run: Path, *extra: str) -> int:
-    return main(["train", "--out", str(run), *TINY, *extra])
 
 
 def error_lines(capsys) -> list[str]:
@@ -54,7 +37,7 @@ def gan_run(tmp_path_factory, tiny_mnist_root):
     """A 6-iteration run of the gan preset, shared by the tests that only read it."""
     os.environ["GANFORGE_DATA"] = str(tiny_mnist_root)
     run = tmp_path_factory.mktemp("runs") / "gan"
-    assert train(run, "--preset", "gan", "--max-steps", "6") == 0
+    assert tiny_train(run, "--preset", "gan", "--max-steps", "6") == 0
     return run
 
 
@@ -113,7 +96,7 @@ def test_sample_accepts_a_checkpoint_file(gan_run, tmp_path):
 def test_checkpoints_every_epoch_keep_the_newest(tmp_path):
     run = tmp_path / "run"
     # 64 images, batch 32: 2 iterations an epoch; 3 epochs → checkpoints at 2, 4, 6, keep 2.
-    assert train(run, "--preset", "lsgan", "--train-size", "64", "--epochs", "3") == 0
+    assert tiny_train(run, "--preset", "lsgan", "--train-size", "64", "--epochs", "3") == 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "step_0000004.pt",
         "step_0000006.pt",
@@ -123,7 +106,7 @@ def test_checkpoints_every_epoch_keep_the_newest(tmp_path):
 
 def test_dcgan_trains_and_samples(tmp_path):
     run = tmp_path / "dc"
-    assert train(run, "--preset", "dcgan", "--max-steps", "2") == 0
+    assert tiny_train(run, "--preset", "dcgan", "--max-steps", "2") == 0
     out = tmp_path / "dc.npz"
     assert main(["sample", str(run), "--num", "5", "--out", str(out)]) == 0
     assert np.load(out)["images"].shape == (5, 28, 28)
@@ -131,30 +114,17 @@ def test_dcgan_trains_and_samples(tmp_path):
 
 def test_folder_dataset_end_to_end(tmp_path, image_folder):
     run = tmp_path / "folder-run"
-    args = [
-        "--preset",
-        "gan",
-        "--dataset",
-        f"folder:{image_folder}",
-        "--batch-size",
-        "4",
-        "--max-steps",
-        "3",
-        "--out",
-        str(run),
-        "--eval-every",
-        "0",
-        "--final-eval-num",
-        "0",
-        "--quiet",
-    ]
-    assert main(["train", *args]) == 0
+    dataset = f"folder:{image_folder}"
+    assert tiny_train(run, "--dataset", dataset, "--batch-size", "4", "--max-steps", "3") == 0
     assert (run / "samples" / "final.png").is_file()
 
 
 def test_the_same_seed_gives_identical_weights(tmp_path):
     def weights(name: str, seed: str) -> dict:
-        assert train(tmp_path / name, "--preset", "dcgan", "--max-steps", "3", "--seed", seed) == 0
+        assert (
+            tiny_train(tmp_path / name, "--preset", "dcgan", "--max-steps", "3", "--seed", seed)
+            == 0
+        )
         checkpoint = load_checkpoint(tmp_path / name)
         return {**checkpoint["generator"], **checkpoint["discriminator"]}
 
@@ -261,7 +231,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 def test_existing_run_is_never_overwritten(gan_run, capsys):
     before = {p: p.read_bytes() for p in gan_run.rglob("*") if p.is_file()}
-    assert train(gan_run, "--max-steps", "1") == 2
+    assert tiny_train(gan_run, "--max-steps", "1") == 2
     assert "already exists" in error_lines(capsys)[0]
     assert before == {p: p.read_bytes() for p in gan_run.rglob("*") if p.is_file()}
 

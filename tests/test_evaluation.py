@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import EVAL_FLAGS, tiny_train
 from ganforge import evaluator as evaluator_module
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
@@ -28,29 +29,7 @@ def evaluated_run(tmp_path_factory, tiny_mnist_root):
 
     os.environ["GANFORGE_DATA"] = str(tiny_mnist_root)
     run = tmp_path_factory.mktemp("runs") / "dc"
-    args = [
-        "train",
-        "--preset",
-        "dcgan",
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "32",
-        "--sample-every",
-        "2",
-        "--eval-every",
-        "2",
-        "--eval-num",
-        "40",
-        "--final-eval-num",
-        "64",
-        "--grid-size",
-        "16",
-        "--out",
-        str(run),
-        "--quiet",
-    ]
-    assert main(args) == 0
+    assert tiny_train(run, "--preset", "dcgan", "--max-steps", "4", *EVAL_FLAGS) == 0
     return run
 
 
@@ -256,27 +235,8 @@ def test_report_command_rebuilds_the_page(evaluated_run, capsys):
 
 def test_folder_runs_are_scored_on_pixels(tmp_path, image_folder, capsys):
     run = tmp_path / "folder"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                f"folder:{image_folder}",
-                "--batch-size",
-                "4",
-                "--max-steps",
-                "2",
-                "--out",
-                str(run),
-                "--eval-every",
-                "0",
-                "--final-eval-num",
-                "0",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    dataset = f"folder:{image_folder}"
+    assert tiny_train(run, "--dataset", dataset, "--batch-size", "4", "--max-steps", "2") == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--num", "12", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -338,30 +298,7 @@ def test_eval_with_the_wrong_evaluator_for_the_dataset(tmp_path, capsys):
 def test_tensorboard_logging(tmp_path):
     pytest.importorskip("tensorboard")
     run = tmp_path / "tb"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "gan",
-                "--max-steps",
-                "3",
-                "--sample-every",
-                "3",
-                "--batch-size",
-                "32",
-                "--tensorboard",
-                "--eval-every",
-                "0",
-                "--final-eval-num",
-                "0",
-                "--out",
-                str(run),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert tiny_train(run, "--preset", "gan", "--max-steps", "3", "--tensorboard") == 0
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganforge.cli import main
+from conftest import EVAL_FLAGS, tiny_train
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -61,31 +61,7 @@ def test_the_harness_sees_console_errors(tmp_path):
 
 def test_report_loads_cleanly_and_draws(tmp_path):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "gan",
-                "--max-steps",
-                "6",
-                "--batch-size",
-                "32",
-                "--sample-every",
-                "2",
-                "--eval-every",
-                "2",
-                "--eval-num",
-                "40",
-                "--final-eval-num",
-                "64",
-                "--out",
-                str(run),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert tiny_train(run, "--preset", "gan", "--max-steps", "6", *EVAL_FLAGS) == 0
     dom, console, pixels = open_in_chromium(run / "report.html", tmp_path)
     assert console == [], console
     # The timeline script ran: it set the label and the frame's picture.

@@ -211,12 +211,24 @@ ROWS = [
 ]
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """A readable table: one row per metric; samples, floor and ceiling side by side."""
+def metric_rows(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Column titles, and one ``(label, formatted cells)`` row per metric the samples have:
+    the samples, then the floor and ceiling where the result holds them."""
     columns = [("samples", "samples")]
     if "floor" in result:
         columns += [("floor", "real train (floor)"), ("ceiling", "uniform noise (ceiling)")]
-    header = f"{'metric':<26}" + "".join(f"{title:>26}" for _, title in columns)
+    rows = []
+    for key, label, fmt in ROWS:
+        if key in result["samples"]:
+            values = [result[column].get(key) for column, _ in columns]
+            rows.append((label, ["n/a" if v is None else fmt.format(v) for v in values]))
+    return [title for _, title in columns], rows
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable table: one row per metric; samples, floor and ceiling side by side."""
+    titles, rows = metric_rows(result)
+    header = f"{'metric':<26}" + "".join(f"{title:>26}" for title in titles)
     lines = [
         f"evaluator: {result['evaluator'] or 'none'}  dataset: {result['dataset']}  "
         f"samples: {result['num']}  source: {result['source']}",
@@ -224,13 +236,7 @@ def format_table(result: dict[str, Any]) -> str:
     if result.get("note"):
         lines.append(f"note: {result['note']}")
     lines += [header, "-" * len(header)]
-    for key, label, fmt in ROWS:
-        if key not in result["samples"]:
-            continue
-        cells = []
-        for column, _ in columns:
-            value = result[column].get(key)
-            cells.append("n/a" if value is None else fmt.format(value))
+    for label, cells in rows:
         lines.append(f"{label:<26}" + "".join(f"{c:>26}" for c in cells))
     histogram = result["samples"].get("class_histogram")
     if histogram:

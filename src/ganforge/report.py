@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ganforge.evaluation import ROWS
+from ganforge.evaluation import ROWS, metric_rows
 from ganforge.files import atomic_write_text
 from ganforge.reporting import plot_class_histogram, plot_fid, read_metrics
 
@@ -52,21 +52,12 @@ def _img(path: Path, alt: str, css: str) -> str:
 
 
 def _metric_table(evaluation: dict[str, Any]) -> str:
-    columns = [("samples", "samples")]
-    if "floor" in evaluation:
-        columns += [("floor", "real images (floor)"), ("ceiling", "uniform noise (ceiling)")]
-    head = "".join(f"<th>{title}</th>" for _, title in columns)
+    titles, metric_table = metric_rows(evaluation)
+    head = "".join(f"<th>{title}</th>" for title in titles)
     rows = []
-    for key, label, fmt in ROWS:
-        if key not in evaluation["samples"]:
-            continue
-        cells = []
-        for column, _ in columns:
-            value = evaluation[column].get(key)
-            cells.append(
-                '<td class="num">' + ("n/a" if value is None else fmt.format(value)) + "</td>"
-            )
-        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    for label, cells in metric_table:
+        tds = "".join(f'<td class="num">{cell}</td>' for cell in cells)
+        rows.append(f"<tr><th>{html.escape(label)}</th>{tds}</tr>")
     caption = (
         f"evaluator {html.escape(str(evaluation.get('evaluator')))}, "
         f"{evaluation['num']} samples against the {html.escape(evaluation['dataset'])} "
