@@ -277,28 +277,33 @@ def test_restricted_unpickler_refuses_hand_written_protocol0_os_system(tmp_path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(
-    ("protocol", "module"), [(2, b"__builtin__"), (4, b"builtins")], ids=["proto2", "proto4"]
-)
-def test_restricted_unpickler_refuses_builtins_eval(tmp_path, protocol, module):
-    marker = tmp_path / "eval"
-    code = f"open({str(marker)!r}, 'w').close()"
-    blob = pickle.dumps(_Evil(eval, (code,)), protocol=protocol)
-    assert module in blob and b"eval" in blob
-    with pytest.raises(GanforgeError, match=r"refusing to unpickle (__builtin__|builtins)\.eval"):
-        load_restricted_pickle(blob)
-    assert not marker.exists()
+def _eval_payload(marker):
+    return _Evil(eval, (f"open({str(marker)!r}, 'w').close()",))
+
+
+def _popen_payload(marker):
+    return _Evil(subprocess.Popen, (["touch", str(marker)],))
 
 
 @pytest.mark.parametrize(
-    ("protocol", "module"), [(2, b"commands"), (4, b"subprocess")], ids=["proto2", "proto4"]
+    ("payload", "protocol", "module", "name"),
+    [
+        (_eval_payload, 2, b"__builtin__", b"eval"),
+        (_eval_payload, 4, b"builtins", b"eval"),
+        # Protocol 2 spells subprocess.Popen the Python 2 way (commands.Popen); both are refused.
+        (_popen_payload, 2, b"commands", b"Popen"),
+        (_popen_payload, 4, b"subprocess", b"Popen"),
+    ],
+    ids=["eval-proto2", "eval-proto4", "popen-proto2", "popen-proto4"],
 )
-def test_restricted_unpickler_refuses_subprocess_popen(tmp_path, protocol, module):
-    """Protocol 2 spells subprocess.Popen the Python 2 way (commands.Popen); both are refused."""
-    marker = tmp_path / "popen"
-    blob = pickle.dumps(_Evil(subprocess.Popen, (["touch", str(marker)],)), protocol=protocol)
-    assert module in blob and b"Popen" in blob
-    with pytest.raises(GanforgeError, match=r"refusing to unpickle (commands|subprocess)\.Popen"):
+def test_restricted_unpickler_refuses_code_running_globals(
+    tmp_path, payload, protocol, module, name
+):
+    marker = tmp_path / "ran"
+    blob = pickle.dumps(payload(marker), protocol=protocol)
+    assert module in blob and name in blob
+    pattern = rf"refusing to unpickle {module.decode()}\.{name.decode()}"
+    with pytest.raises(GanforgeError, match=pattern):
         load_restricted_pickle(blob)
     assert not marker.exists()
 

@@ -21,6 +21,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -134,11 +135,18 @@ class ReferenceSet:
     ) -> None:
         self.evaluator = evaluator
         self.test_images = test
-        self.test_features = evaluator.embed(test)[0]
         self.train_features = evaluator.embed(train)[0] if train is not None else None
         self.fid = frechet_metric(FeatureExtractor(evaluator.net))
         _update(self.fid, test, real=True)
-        self._test_nn_median: torch.Tensor | None = None
+
+    @cached_property
+    def test_features(self) -> torch.Tensor:
+        """``(N, 128)``; computed on first use (training's FID checks never need it)."""
+        return self.evaluator.embed(self.test_images)[0]
+
+    @cached_property
+    def _test_nn_median(self) -> torch.Tensor:
+        return nearest_distances(self.test_features, self.train_features).median()
 
     def frechet_distance(self, images: torch.Tensor) -> float:
         self.fid.reset()  # keeps the test statistics
@@ -147,10 +155,6 @@ class ReferenceSet:
 
     def memorisation_ratio(self, features: torch.Tensor) -> float:
         """:func:`memorisation_ratio` of sample features, the test side computed once."""
-        if self._test_nn_median is None:
-            self._test_nn_median = nearest_distances(
-                self.test_features, self.train_features
-            ).median()
         return (
             nearest_distances(features, self.train_features).median() / self._test_nn_median
         ).item()
