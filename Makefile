@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # The pins of torch/torchvision live in constraints.txt and nowhere else.
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: demo test lint format install dev clean
+.PHONY: demo test bench lint format install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,18 @@ demo: install
 	echo "== ganforge compare $$runs/gan $$runs/lsgan $$runs/dcgan"; \
 	$(BIN)/ganforge compare $$runs/gan $$runs/lsgan $$runs/dcgan --chart $$runs/compare.png
 
+# Training speed against the assignment's loop and the matmul/conv limit (minutes; not a test).
+bench: install
+	$(BIN)/ganforge data fetch mnist
+	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results-$$(hostname)-$$(date +%Y%m%d).json
+
 lint: dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 format: dev
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest

@@ -39,9 +39,11 @@ def write_mnist_root(root: Path, n_train: int = 600, n_test: int = 100) -> Path:
     return root
 
 
-#: Flags for a few quick iterations: small batches and grids, no evaluation, no progress bar.
-#: Flags given after these override them (argparse keeps the last value).
+#: Flags for a few quick iterations on the CPU: small batches and grids, no evaluation, no
+#: progress bar. Flags given after these override them (argparse keeps the last value).
 TINY_FLAGS = [
+    "--device",
+    "cpu",
     "--batch-size",
     "32",
     "--sample-every",

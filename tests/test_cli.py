@@ -56,6 +56,9 @@ def test_train_writes_a_complete_run_folder(gan_run):
     assert [p.name for p in (gan_run / "checkpoints").iterdir()] == ["step_0000006.pt"]
     summary = json.loads((gan_run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["images_per_s"] > 0
+    assert summary["processes"] == 1 and summary["precision"] == "fp32"
+    # The whole process's high-water mark: torch alone takes a few hundred MB.
+    assert 100 < summary["peak_memory_mb"] < 24_000
 
 
 def test_checkpoint_round_trip(gan_run):

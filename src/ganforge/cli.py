@@ -41,6 +41,9 @@ FLAG_HELP = {
     "eval_num": "samples for each of those evaluations (default 2000)",
     "final_eval_num": "samples for the full evaluation at the end of training (0: skip)",
     "tensorboard": "also log scalars and grids for TensorBoard (needs tensorboard)",
+    "precision": "fp32, bf16 (autocast; fast on GPUs and CPUs with native bf16) or fp16 (CUDA)",
+    "compile": "run the networks through torch.compile",
+    "sync_bn": "under torchrun on GPUs: BatchNorm statistics over the global batch",
 }
 NOT_FLAGS = {"preset", "description"}
 METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -61,7 +64,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = str(field.type)
         help_text = FLAG_HELP.get(field.name, "")
         if kind == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
             convert = int if "int" in kind else float if "float" in kind else str
             metavar = "PATH" if field.name in ("data_root", "out") else METAVARS[convert]
@@ -169,6 +174,8 @@ def _run_train(args: argparse.Namespace) -> None:
     }
     config = build_config(args.preset, args.config, overrides)
     summary = train(config, quiet=args.quiet)
+    if summary is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     run = summary.run_dir
     print(summary.line())
     print(f"  grids: {run / 'samples'} (final: {run / 'samples' / 'final.png'})")

@@ -21,6 +21,7 @@ from ganforge.data import check_dataset_name
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
 from ganforge.models import ARCHITECTURES, INITS
+from ganforge.performance import PRECISIONS
 from ganforge.presets import PRESETS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -56,6 +57,9 @@ class TrainConfig:
     eval_num: int = 2000  # samples for each of those evaluations
     final_eval_num: int = 10_000  # samples for the full evaluation at the end (0: skip)
     tensorboard: bool = False  # also log to <run>/tensorboard
+    precision: str = "fp32"  # see ganforge.performance.PRECISIONS
+    compile: bool = False  # torch.compile the networks
+    sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +162,7 @@ def validate(config: TrainConfig) -> None:
     choice("loss", tuple(OBJECTIVES))
     choice("init", tuple(INITS))
     choice("device", DEVICES)
+    choice("precision", PRECISIONS)
     if isinstance(config.dataset, str):
         try:
             check_dataset_name(config.dataset)
@@ -195,7 +200,7 @@ def validate(config: TrainConfig) -> None:
     for key in ("data_root", "out"):
         value = getattr(config, key)
         need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
-    for key in ("download", "tensorboard"):
+    for key in ("download", "tensorboard", "compile", "sync_bn"):
         value = getattr(config, key)
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
     if problems:

@@ -2,16 +2,24 @@
 
 :func:`training_step` is one iteration; :func:`iterate_training` repeats it over shuffled
 epochs and yields after every step; :func:`train` is what ``ganforge train`` runs: it adds the
-run folder, logs, sample grids and checkpoints around that loop.
+run folder, logs, sample grids and checkpoints around that loop, on one process or on each of
+the processes ``torchrun`` starts (see :mod:`ganforge.distributed`).
+
+The step computes the assignment's losses and updates without the work whose result it never
+uses: the generator's forward of the D step runs without autograd, D's weight gradients are not
+computed during the G step, and when D has no BatchNorm it scores real and fake images in one
+pass (the same numbers, one larger matmul).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -22,19 +30,52 @@ from tqdm.auto import tqdm
 from ganforge.checkpoint import make_checkpoint, save_run_checkpoint
 from ganforge.config import TrainConfig
 from ganforge.data import load_dataset, preprocess_images, shuffled_batches, to_uint8
+from ganforge.distributed import (
+    SINGLE_PROCESS,
+    Shard,
+    barrier,
+    close_process_group,
+    init_process_group,
+    mean_over_ranks,
+    process_device,
+    shard_from_environment,
+    share_main_outcome,
+    use_sync_batchnorm,
+    wrap_for_data_parallel,
+)
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_text
 from ganforge.losses import OBJECTIVES, Objective
 from ganforge.metrics import ReferenceSet, quick_scores
 from ganforge.models import build_models, sample_noise
+from ganforge.performance import (
+    autocast,
+    check_precision,
+    fused_adam_supported,
+    grad_scaler,
+    maybe_compile,
+    peak_memory_mb,
+    prepare_for_speed,
+)
 from ganforge.report import build_report
 from ganforge.reporting import MetricsLog, plot_losses, read_metrics, save_grid
 from ganforge.sampling import generate
 
 
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 @dataclass
 class GAN:
-    """A generator and a discriminator with their optimizers and the objective they play."""
+    """A generator and a discriminator with their optimizers and the objective they play.
+
+    ``generator`` and ``discriminator`` are the plain modules (their state dicts are what
+    checkpoints hold). The step runs them through ``*_synced`` where their weight gradients
+    feed an optimizer (DDP across processes, ``torch.compile`` when asked) and through
+    ``*_local`` where no gradient of theirs is needed (compiled when asked, never
+    synchronised).
+    """
 
     generator: nn.Module
     discriminator: nn.Module
@@ -42,11 +83,50 @@ class GAN:
     d_optimizer: torch.optim.Optimizer
     objective: Objective
     noise_dim: int
+    precision: str = "fp32"
+    compile: bool = False
+    shard: Shard = SINGLE_PROCESS
+    g_synced: nn.Module = field(init=False, repr=False)
+    d_synced: nn.Module = field(init=False, repr=False)
+    g_local: nn.Module = field(init=False, repr=False)
+    d_local: nn.Module = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = next(self.generator.parameters()).device
+        self.g_scaler = grad_scaler(self.device, self.precision)
+        self.d_scaler = grad_scaler(self.device, self.precision)
+        # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
+        self.joint_d_pass = not _has_batchnorm(self.discriminator)
+        if self.shard.is_distributed and not self.joint_d_pass:
+            raise GanforgeError(
+                "distributed training needs a discriminator without BatchNorm (DDP allows one "
+                "forward per backward)"
+            )
+        self.g_local = maybe_compile(self.generator, self.compile)
+        self.d_local = maybe_compile(self.discriminator, self.compile)
+        if self.shard.is_distributed:
+            self.g_synced = maybe_compile(
+                wrap_for_data_parallel(self.generator, self.shard, self.device), self.compile
+            )
+            self.d_synced = maybe_compile(
+                wrap_for_data_parallel(self.discriminator, self.shard, self.device), self.compile
+            )
+        else:
+            self.g_synced, self.d_synced = self.g_local, self.d_local
+
+    def autocast(self):
+        return autocast(self.device, self.precision)
 
 
-def make_optimizer(model: nn.Module, lr: float = 1e-3, betas=(0.5, 0.999)) -> torch.optim.Adam:
-    """The assignment's optimizer: Adam, lr 1e-3, betas (0.5, 0.999)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+def make_optimizer(
+    model: nn.Module, lr: float = 1e-3, betas=(0.5, 0.999), fused: bool = False
+) -> torch.optim.Adam:
+    """The assignment's optimizer: Adam, lr 1e-3, betas (0.5, 0.999).
+
+    ``fused`` updates all parameters in one kernel: the same update rule, rounded differently,
+    and faster than PyTorch's per-parameter loop on the CPU.
+    """
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=fused or None)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,44 +144,91 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """No weight gradients for ``model`` inside; afterwards the parameters that required
+    gradients before require them again (and only those)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
+def _full_precision(scores: torch.Tensor) -> torch.Tensor:
+    """Autocast's half-precision scores → fp32, so that losses are computed in fp32."""
+    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
 def training_step(
     gan: GAN, real: torch.Tensor, noise_generator: torch.Generator | None = None
 ) -> tuple[dict[str, float], torch.Tensor]:
     """One iteration: a discriminator update on real and fresh fake images, then a generator
     update on another fresh noise batch, as the assignment alternates them.
 
-    ``real``: images ``(N, C, H, W)`` in ``[-1, 1]``. Returns the logged numbers (losses, and D's
-    outputs on real and fake read through the objective) and the generator's images of the
-    G step, ``(N, C, H, W)``, detached.
+    ``real``: this process's images ``(n, C, H, W)`` in ``[-1, 1]`` (the whole batch on one
+    process, its shard under torchrun). Returns the logged numbers (losses, and D's outputs on
+    real and fake read through the objective, averaged over processes) and the generator's
+    images of the G step, ``(n, C, H, W)``, detached.
     """
-    G, D, objective = gan.generator, gan.discriminator, gan.objective
-    batch_size = real.shape[0]
+    objective = gan.objective
+    local_batch = real.shape[0]
+    global_batch = local_batch * gan.shard.world_size
 
     def noise() -> torch.Tensor:
-        return sample_noise(
-            batch_size, gan.noise_dim, generator=noise_generator, device=real.device
+        # Every process draws the whole batch's noise and keeps its slice: the same numbers
+        # as a single process, whatever the process count.
+        noise = sample_noise(
+            global_batch,
+            gan.noise_dim,
+            generator=noise_generator,
+            device=real.device,
+            dtype=real.dtype,
         )
+        return noise[gan.shard.local_slice(global_batch)]
 
-    gan.d_optimizer.zero_grad()
-    scores_real = D(real)
-    scores_fake = D(G(noise()).detach())
-    d_loss = objective.discriminator_loss(scores_real, scores_fake)
-    d_loss.backward()
-    gan.d_optimizer.step()
+    gan.d_optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad(), gan.autocast():
+        fake = gan.g_local(noise())
+    with gan.autocast():
+        if gan.joint_d_pass:
+            scores = gan.d_synced(torch.cat([real, fake.to(real.dtype)]))
+            scores_real, scores_fake = scores[:local_batch], scores[local_batch:]
+        else:
+            scores_real, scores_fake = gan.d_synced(real), gan.d_synced(fake)
+    d_loss = objective.discriminator_loss(
+        _full_precision(scores_real), _full_precision(scores_fake)
+    )
+    gan.d_scaler.scale(d_loss).backward()
+    gan.d_scaler.step(gan.d_optimizer)
+    gan.d_scaler.update()
 
-    gan.g_optimizer.zero_grad()
-    fake = G(noise())
-    g_loss = objective.generator_loss(D(fake))
-    g_loss.backward()
-    gan.g_optimizer.step()
+    gan.g_optimizer.zero_grad(set_to_none=True)
+    with _frozen(gan.discriminator):  # D's weight gradients would go unused
+        with gan.autocast():
+            fake = gan.g_synced(noise())
+            scores_g = gan.d_local(fake)
+        g_loss = objective.generator_loss(_full_precision(scores_g))
+        gan.g_scaler.scale(g_loss).backward()
+    gan.g_scaler.step(gan.g_optimizer)
+    gan.g_scaler.update()
 
-    stats = {
-        "d_loss": d_loss.item(),
-        "g_loss": g_loss.item(),
-        "d_real": objective.score_summary(scores_real.detach()).item(),
-        "d_fake": objective.score_summary(scores_fake.detach()).item(),
-    }
-    return stats, fake.detach()
+    stats = torch.stack(
+        [
+            d_loss.detach(),
+            g_loss.detach(),
+            objective.score_summary(_full_precision(scores_real.detach())),
+            objective.score_summary(_full_precision(scores_fake.detach())),
+        ]
+    )
+    stats = mean_over_ranks(stats, gan.shard).tolist()  # one device sync per step
+    return dict(zip(STAT_NAMES, stats, strict=True)), _full_precision(fake.detach())
 
 
 @dataclass
@@ -129,13 +256,19 @@ def iterate_training(
     """Train over ``epochs`` passes of ``images`` (uint8 ``(N, C, H, W)``, on the models' device).
 
     Each epoch draws a fresh permutation from ``data_generator`` (or goes in order when
-    ``shuffle`` is false) and drops the last incomplete batch.
+    ``shuffle`` is false) and drops the last incomplete batch. ``batch_size`` is the global
+    batch; under torchrun each process trains on its slice of it.
     """
     step = 0
     for epoch in range(epochs):
         batches = list(shuffled_batches(images.shape[0], batch_size, data_generator, shuffle))
-        for i, index in enumerate(batches):
-            real = preprocess_images(images[index.to(images.device)])
+        if not batches:
+            return
+        # This process's slice of every batch, moved to the device in one copy per epoch (a
+        # copy per step would make a GPU wait for the host every step).
+        indices = torch.stack(batches)[:, gan.shard.local_slice(batch_size)].to(images.device)
+        for i, index in enumerate(indices):
+            real = preprocess_images(images[index])
             stats, fake = training_step(gan, real, noise_generator)
             step += 1
             yield Iteration(step, epoch, i == len(batches) - 1, stats, fake)
@@ -188,6 +321,12 @@ def _summary_writer_class():
     return SummaryWriter
 
 
+def _remove_unused_run_folder(run_dir: Path | None) -> None:
+    """Delete a run folder this run created (it was absent or empty) before any result."""
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _make_run_dir(config: TrainConfig) -> Path:
     if config.out:
         run_dir = Path(config.out)
@@ -208,21 +347,78 @@ def _make_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
+def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_PROCESS) -> GAN:
+    """The networks, optimizers and objective a config describes, ready to train on ``device``.
+
+    Weights come from torch's global generator: seed it first for a reproducible run.
+    """
+    generator, discriminator = build_models(config.architecture, config.noise_dim, config.init)
+    if config.sync_bn:
+        generator = use_sync_batchnorm(generator, device)
+        discriminator = use_sync_batchnorm(discriminator, device)
+    generator = prepare_for_speed(generator, device)
+    discriminator = prepare_for_speed(discriminator, device)
+    betas, fused = (config.beta1, config.beta2), fused_adam_supported(device)
+    return GAN(
+        generator,
+        discriminator,
+        make_optimizer(generator, config.lr, betas, fused),
+        make_optimizer(discriminator, config.lr, betas, fused),
+        OBJECTIVES[config.loss],
+        config.noise_dim,
+        precision=config.precision,
+        compile=config.compile,
+        shard=shard,
+    )
+
+
+def train(config: TrainConfig, quiet: bool = False) -> RunSummary | None:
     """Run a whole training job as ``ganforge train`` does; return where it went and how fast.
 
-    Checks data and device before it creates the run folder, so a bad input writes nothing.
+    Under torchrun every process calls this; rank 0 writes the run folder and returns its
+    summary, the other ranks train and return ``None``. Checks data and device before the run
+    folder is created, so a bad input writes nothing.
     """
-    device = resolve_device(config.device)
+    shard = shard_from_environment()
+    device = process_device(shard, resolve_device(config.device))
+    check_precision(config.precision, device)
+    if config.sync_bn and device.type != "cuda":
+        raise GanforgeError(
+            "sync_bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU"
+        )
+    if config.batch_size % shard.world_size:
+        raise GanforgeError(
+            f"batch size {config.batch_size} does not split evenly over {shard.world_size} "
+            "processes; the batch size is the global batch"
+        )
+    created_group = init_process_group(shard, device)
+    try:
+        return _train(config, quiet or not shard.is_main, shard, device)
+    finally:
+        if created_group:
+            close_process_group()
+
+
+def _prepare_run_folder(config: TrainConfig):
+    """Rank 0's last checks, then its run folder: ``(run_dir, tensorboard writer class)``."""
+    writer_class = _summary_writer_class() if config.tensorboard else None
+    return _make_run_dir(config), writer_class
+
+
+def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device):
+    main = shard.is_main
     # Before any seeding: building the evaluator must not shift the training RNG streams.
-    reference = _training_reference(config, quiet)
-    torch.manual_seed(config.seed)  # weight initialisation
+    reference = _training_reference(config, quiet) if main else None
+    # Weights: rank 0's initialisation is the run's (DDP copies it to every rank).
+    torch.manual_seed(config.seed + shard.rank)
     data_generator = torch.Generator().manual_seed(config.seed)
     noise_generator = torch.Generator(device).manual_seed(config.seed + 1)
     fixed_noise = sample_noise(
         config.grid_size, config.noise_dim, generator=torch.Generator().manual_seed(config.seed + 2)
     ).to(device)
 
+    if shard.local_rank != 0:
+        barrier(shard)  # local rank 0 fetches or unpacks the data first
     data = load_dataset(
         config.dataset,
         "train",
@@ -230,30 +426,45 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
         download=config.download,
         train_size=config.train_size,
     )
+    if shard.local_rank == 0:
+        barrier(shard)
     if len(data) < config.batch_size:
         raise GanforgeError(
             f"batch size {config.batch_size} is larger than the {len(data)} training images"
         )
     images = data.images.to(device)
-    generator, discriminator = build_models(config.architecture, config.noise_dim, config.init)
-    generator, discriminator = generator.to(device), discriminator.to(device)
-    betas = (config.beta1, config.beta2)
-    gan = GAN(
-        generator,
-        discriminator,
-        make_optimizer(generator, config.lr, betas),
-        make_optimizer(discriminator, config.lr, betas),
-        OBJECTIVES[config.loss],
-        config.noise_dim,
-    )
-
-    writer_class = _summary_writer_class() if config.tensorboard else None
-    run_dir = _make_run_dir(config)
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    board = writer_class(log_dir=str(run_dir / "tensorboard")) if writer_class else None
+    run_dir, writer_class, error = None, None, None
+    if main:
+        try:
+            run_dir, writer_class = _prepare_run_folder(config)
+        except GanforgeError as exc:
+            error = str(exc)
+    share_main_outcome(shard, error)
+    try:
+        gan = build_gan(config, device, shard)
+    except BaseException:
+        _remove_unused_run_folder(run_dir)
+        raise
+    generator, discriminator = gan.generator, gan.discriminator
     steps_per_epoch = len(data) // config.batch_size
     total = steps_per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
+    batches = iterate_training(
+        gan,
+        images,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        max_steps=config.max_steps,
+        data_generator=data_generator,
+        noise_generator=noise_generator,
+    )
+    if not main:
+        for _ in batches:
+            pass
+        return None
+
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    board = writer_class(log_dir=str(run_dir / "tensorboard")) if writer_class else None
 
     def sample_grid(name: str, step: int) -> None:
         generator.eval()
@@ -301,15 +512,7 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
     last_fid = None
     it = None
     try:
-        for it in iterate_training(
-            gan,
-            images,
-            batch_size=config.batch_size,
-            epochs=config.epochs,
-            max_steps=config.max_steps,
-            data_generator=data_generator,
-            noise_generator=noise_generator,
-        ):
+        for it in batches:
             now = time.perf_counter()
             log.write({"step": it.step, "epoch": it.epoch, **it.stats, "time": now - start})
             if board:
@@ -334,6 +537,14 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
             if it.end_of_epoch:
                 checkpoint(it.step, it.epoch + 1)
             side_work += time.perf_counter() - now
+    except BaseException as exc:
+        if it is None:  # the first step failed: nothing of this run is worth keeping
+            log.close()
+            _remove_unused_run_folder(run_dir)
+            if config.compile and not isinstance(exc, (GanforgeError, KeyboardInterrupt)):
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise GanforgeError(f"torch.compile failed: {reason}") from exc
+        raise
     finally:
         progress.close()
         log.close()
@@ -365,6 +576,10 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary:
                 "wall_time_s": round(wall, 2),
                 "images_per_s": round(summary.images_per_s, 1),
                 "device": str(device),
+                "processes": shard.world_size,
+                "precision": config.precision,
+                "compile": config.compile,
+                "peak_memory_mb": round(peak_memory_mb(device), 1),
                 "last": it.stats,
             },
             indent=2,

@@ -1,0 +1,153 @@
+"""Data-parallel training across processes with PyTorch's own engine (``torchrun`` + DDP).
+
+``torchrun --nproc_per_node=N -m ganforge train ...`` starts N copies of ``ganforge train``;
+each finds its rank in the environment torchrun sets (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``) and joins one process group: gloo on CPUs, nccl on CUDA GPUs.
+
+How a run on N processes relates to the same run on one:
+
+* ``batch_size`` is the global batch: every rank takes its own contiguous ``batch_size / N``
+  slice of each batch of the epoch's shared permutation, so the ranks' shards are disjoint;
+* every rank draws the same global noise batch from the run's seed and keeps its own slice, and
+  DDP averages the gradients of the per-rank mean losses, which is the gradient of the global
+  mean: the N-process run is the one-process run computed in parallel (up to float rounding,
+  and up to BatchNorm statistics unless ``sync_bn`` makes them global);
+* each rank seeds torch's global generator with ``seed + rank`` for anything else random;
+  DDP broadcasts rank 0's initial weights, so all ranks start alike;
+* only rank 0 writes logs, grids, checkpoints and evaluations; its checkpoints hold the plain
+  modules' state dicts, the same files a single process writes (BatchNorm's running statistics
+  are rank 0's, from its slices, unless ``sync_bn``);
+* local rank 0 of each node prepares the dataset (fetching it if needed) while the others wait.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ganforge.errors import GanforgeError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among ``world_size`` data-parallel processes (one process: 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    def local_slice(self, global_batch: int) -> slice:
+        """This rank's contiguous part of a global batch (``global_batch`` divisible by N)."""
+        size = global_batch // self.world_size
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+
+SINGLE_PROCESS = Shard()
+
+
+def shard_from_environment() -> Shard:
+    """The shard torchrun describes in ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; one process
+    otherwise."""
+    if "WORLD_SIZE" not in os.environ:
+        return SINGLE_PROCESS
+    try:
+        return Shard(
+            int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+        )
+    except (KeyError, ValueError):
+        raise GanforgeError(
+            "WORLD_SIZE is set but RANK/LOCAL_RANK are missing or not integers; start "
+            "distributed runs with torchrun"
+        ) from None
+
+
+def process_device(shard: Shard, device: torch.device) -> torch.device:
+    """On CUDA, each process of a node takes the GPU of its local rank."""
+    if device.type == "cuda" and shard.is_distributed:
+        if shard.local_rank >= torch.cuda.device_count():
+            raise GanforgeError(
+                f"local rank {shard.local_rank} has no GPU: this node has "
+                f"{torch.cuda.device_count()}; use --nproc_per_node ≤ the GPU count"
+            )
+        torch.cuda.set_device(shard.local_rank)
+        return torch.device("cuda", shard.local_rank)
+    return device
+
+
+def init_process_group(shard: Shard, device: torch.device) -> bool:
+    """Join the process group torchrun set up; ``True`` when this call created it (one
+    process, or a group the caller already made: ``False``)."""
+    if not shard.is_distributed or dist.is_initialized():
+        return False
+    if device.type == "mps":
+        raise GanforgeError("torchrun with MPS is not supported by PyTorch; use --device cpu")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    return True
+
+
+def close_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(shard: Shard) -> None:
+    if shard.is_distributed:
+        dist.barrier()
+
+
+def share_main_outcome(shard: Shard, error: str | None) -> None:
+    """Rank 0 tells every rank whether its checks passed; all raise its error if not, so that
+    no rank waits in a collective for a rank 0 that has gone."""
+    if not shard.is_distributed:
+        if error:
+            raise GanforgeError(error)
+        return
+    message = [error]
+    dist.broadcast_object_list(message, src=0)
+    if message[0]:
+        raise GanforgeError(message[0])
+
+
+def wrap_for_data_parallel(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
+    """``DistributedDataParallel(model)`` across the group (the model itself for one process)."""
+    if not shard.is_distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    # Buffers (BatchNorm's running statistics) stay per rank: only rank 0's are saved, and
+    # broadcasting them would cost a collective per forward for nothing.
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+def use_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Replace BatchNorm layers by SyncBatchNorm (statistics over the global batch).
+
+    PyTorch implements SyncBatchNorm for GPUs only."""
+    if device.type != "cuda":
+        raise GanforgeError(
+            "sync_bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def mean_over_ranks(values: torch.Tensor, shard: Shard) -> torch.Tensor:
+    """Average a tensor over all ranks (the tensor itself for one process)."""
+    if not shard.is_distributed:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values / shard.world_size
