@@ -249,7 +249,7 @@ def contenders(preset: str, device: torch.device, data_root: Path) -> dict[str, 
 def peak_memory_of_process(
     preset: str, contender: str, device: torch.device, data_root: Path
 ) -> float:
-    """Peak memory of a fresh process running 20 iterations of one contender."""
+    """Peak memory of a fresh process running 5 iterations of one contender."""
     command = [sys.executable, __file__, "--peak-memory", preset, contender]
     command += ["--device", str(device), "--data-root", str(data_root)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -261,7 +261,7 @@ def measure_peak_memory(preset: str, contender: str, device: torch.device, data_
         iterations, _ = limit_iterations(preset, device)
     else:
         iterations = contenders(preset, device, data_root)[contender]()
-    for _ in range(20):
+    for _ in range(5):
         next(iterations)
     synchronize(device)
     return peak_memory_mb(device)
@@ -373,7 +373,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--window", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--window", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--peak-memory", nargs=2, metavar=("PRESET", "CONTENDER"))
