@@ -133,14 +133,17 @@ def wrap_for_data_parallel(model: nn.Module, shard: Shard, device: torch.device)
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
-def use_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Replace BatchNorm layers by SyncBatchNorm (statistics over the global batch).
-
-    PyTorch implements SyncBatchNorm for GPUs only."""
+def check_sync_batchnorm(device: torch.device) -> None:
+    """PyTorch implements SyncBatchNorm for GPUs only: refuse it elsewhere."""
     if device.type != "cuda":
         raise GanforgeError(
             "sync_bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU"
         )
+
+
+def use_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Replace BatchNorm layers by SyncBatchNorm (statistics over the global batch)."""
+    check_sync_batchnorm(device)
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

@@ -34,6 +34,7 @@ from ganforge.distributed import (
     SINGLE_PROCESS,
     Shard,
     barrier,
+    check_sync_batchnorm,
     close_process_group,
     init_process_group,
     mean_over_ranks,
@@ -382,10 +383,8 @@ def train(config: TrainConfig, quiet: bool = False) -> RunSummary | None:
     shard = shard_from_environment()
     device = process_device(shard, resolve_device(config.device))
     check_precision(config.precision, device)
-    if config.sync_bn and device.type != "cuda":
-        raise GanforgeError(
-            "sync_bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU"
-        )
+    if config.sync_bn:
+        check_sync_batchnorm(device)
     if config.batch_size % shard.world_size:
         raise GanforgeError(
             f"batch size {config.batch_size} does not split evenly over {shard.world_size} "
