@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_train
+from ganforge import __version__
 from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
 from ganforge.models import build_models
@@ -53,7 +54,11 @@ def test_train_writes_a_complete_run_folder(gan_run):
     for name in ("step_0000003.png", "step_0000006.png", "final.png"):
         assert assert_png(gan_run / "samples" / name) == (122, 122)
     assert_png(gan_run / "loss_curve.png")
-    assert [p.name for p in (gan_run / "checkpoints").iterdir()] == ["step_0000006.pt"]
+    # The step-0 checkpoint is written first, so a kill at any moment leaves one.
+    assert sorted(p.name for p in (gan_run / "checkpoints").iterdir()) == [
+        "step_0000000.pt",
+        "step_0000006.pt",
+    ]
     summary = json.loads((gan_run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["images_per_s"] > 0
     assert summary["processes"] == 1 and summary["precision"] == "fp32"
@@ -70,7 +75,8 @@ def test_checkpoint_round_trip(gan_run):
     optimizer = make_optimizer(generator)
     optimizer.load_state_dict(checkpoint["g_optimizer"])
     assert optimizer.state[optimizer.param_groups[0]["params"][0]]["step"].item() == 6
-    assert set(checkpoint["rng_states"]) == {"torch", "data", "noise"}
+    assert set(checkpoint["rng_states"]) == {"torch", "cuda", "data", "noise"}
+    assert checkpoint["ganforge_version"] == __version__ and checkpoint["format_version"] == 1
 
 
 def test_sample_writes_npz_and_grid(gan_run, tmp_path, capsys):
@@ -172,8 +178,11 @@ def test_data_fetch_finds_existing_files(capsys, tiny_mnist_root):
         (["--lr", "0"], "lr must be a number > 0"),
         (["--device", "tpu"], "device must be one of"),
         (["--preset", "dcgan", "--batch-size", "1"], "batch_size must be at least 2 for the dcgan"),
-        (["--final-eval-num", "3"], "final_eval_num must be 0 (skip) or at least 4, got 3"),
-        (["--eval-num", "2"], "eval_num must be an integer ≥ 4, got 2"),
+        (
+            ["--final-eval-num", "3"],
+            "final_eval_num must be 0 (skip) or an integer from 4 to 1,000,000, got 3",
+        ),
+        (["--eval-num", "2"], "eval_num must be an integer from 4 to 1,000,000, got 2"),
         (["--batch-size", "5000"], "batch size 5000 is larger than the 600 training images"),
         (["--dataset", "folder:/nonexistent/photos"], "image folder not found"),
     ],
@@ -286,4 +295,4 @@ def test_sample_bad_arguments(gan_run, tmp_path, capsys):
     assert main(["sample", str(gan_run), "--out", str(tmp_path / "x.png")]) == 2
     assert "must end in .npz" in error_lines(capsys)[0]
     assert main(["sample", str(gan_run), "--num", "0", "--out", str(tmp_path / "x.npz")]) == 2
-    assert "--num must be at least 1" in error_lines(capsys)[0]
+    assert "--num must be from 1 to 1,000,000, got 0" in error_lines(capsys)[0]

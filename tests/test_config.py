@@ -240,7 +240,7 @@ def test_invalid_value_in_a_file(tmp_path):
     [
         {"beta1": 0.0, "beta2": 0.0},
         {"lr": 9.99, "seed": 0, "max_steps": 1, "train_size": 1},
-        {"device": "cpu", "dataset": "folder:/some/where"},
+        {"device": "cpu", "dataset": "folder:."},  # an existing folder
         {"dataset": "fashion-mnist", "download": True},
         {"lr": 1, "epochs": 1, "batch_size": 1},
     ],

@@ -15,6 +15,7 @@ import ddp_worker
 from conftest import TINY_FLAGS
 from ganforge.cli import main
 from ganforge.distributed import Shard
+from ganforge.reporting import read_metrics
 
 WORKER = Path(ddp_worker.__file__)
 
@@ -77,6 +78,32 @@ def test_torchrun_cli_run_matches_a_single_process_run(tmp_path):
     grid = tmp_path / "grid.png"
     assert main(["sample", str(tmp_path / "ddp"), "--num", "4", "--grid", str(grid)]) == 0
     assert grid.is_file()
+
+
+def test_runs_move_between_one_process_and_torchrun_by_resuming(tmp_path):
+    flags = [*TINY_FLAGS, "--batch-size", "16", "--sample-every", "100"]
+    assert main(["train", "--out", str(tmp_path / "one"), *flags, "--max-steps", "4"]) == 0
+    # Two steps under torchrun, two more in one process; and the other way round.
+    result = torchrun(
+        "-m", "ganforge", "train", "--out", str(tmp_path / "ddp-first"), *flags,
+        "--max-steps", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    resume = ["train", "--resume", str(tmp_path / "ddp-first"), "--max-steps", "4", "--quiet"]
+    assert main(resume) == 0
+    assert main(["train", "--out", str(tmp_path / "one-first"), *flags, "--max-steps", "2"]) == 0
+    result = torchrun(
+        "-m", "ganforge", "train", "--resume", str(tmp_path / "one-first"), "--max-steps", "4",
+        "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    single = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    for run in ("ddp-first", "one-first"):
+        moved = read_metrics(tmp_path / run / "metrics.jsonl")
+        assert [r["step"] for r in moved] == [1, 2, 3, 4]
+        for mine, theirs in zip(moved, single, strict=True):
+            assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=1e-5), run
+            assert mine["g_loss"] == pytest.approx(theirs["g_loss"], rel=1e-5), run
 
 
 def test_every_rank_stops_with_rank_0s_error_instead_of_waiting_for_it(tmp_path):

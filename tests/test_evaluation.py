@@ -267,6 +267,8 @@ def test_eval_needs_enough_points_for_the_neighbour_metrics(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "three.npz")]) == 2
     assert "holds 3 images; scoring needs 4" in error_line(capsys)
     assert main(["eval", str(tmp_path / "three.npz"), "--prdc-num", "0"]) == 2
+    assert "--prdc-num must be from 1 to 1,000,000, got 0" in error_line(capsys)
+    assert main(["eval", str(tmp_path / "three.npz"), "--prdc-num", "3"]) == 2
     assert "--num and --prdc-num must be at least 4" in error_line(capsys)
 
 

@@ -40,7 +40,10 @@ def valid_checkpoint_bytes() -> bytes:
         discriminator=discriminator,
         g_optimizer=torch.optim.Adam(generator.parameters()),
         d_optimizer=torch.optim.Adam(discriminator.parameters()),
+        g_scaler=torch.amp.GradScaler("cpu", enabled=False),
+        d_scaler=torch.amp.GradScaler("cpu", enabled=False),
         rng_states={"torch": torch.get_rng_state()},
+        progress={"elapsed_s": 1.0},
     )
     buffer = io.BytesIO()
     torch.save(state, buffer)

@@ -23,7 +23,16 @@ from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
+
+
+class IncompatibleCheckpoint(GanforgeError):
+    """A sound checkpoint in a format this version cannot read."""
+
+
 REQUIRED_KEYS = ("format_version", "config", "step", "epoch", "generator", "discriminator")
+#: What ``--resume`` needs beyond what sampling needs.
+RESUME_KEYS = ("g_optimizer", "d_optimizer", "rng_states", "progress")
+BEST_NAME = "best.pt"
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -42,9 +51,17 @@ def make_checkpoint(
     discriminator: nn.Module,
     g_optimizer: torch.optim.Optimizer,
     d_optimizer: torch.optim.Optimizer,
-    rng_states: dict[str, torch.Tensor],
+    g_scaler: torch.amp.GradScaler,
+    d_scaler: torch.amp.GradScaler,
+    rng_states: dict[str, torch.Tensor | None],
+    progress: dict[str, Any],
 ) -> dict[str, Any]:
-    """Everything needed to sample from a run or to continue it."""
+    """Everything needed to sample from a run or to continue it exactly.
+
+    ``rng_states`` holds the generator states that make the continuation draw the same numbers
+    (torch's global one, the data order's at the start of the next step's epoch, the noise's);
+    ``progress`` holds the plain-data bookkeeping of the loop (times, best FID, the monitor).
+    """
     return {
         "format_version": FORMAT_VERSION,
         "ganforge_version": __version__,
@@ -55,7 +72,10 @@ def make_checkpoint(
         "discriminator": discriminator.state_dict(),
         "g_optimizer": g_optimizer.state_dict(),
         "d_optimizer": d_optimizer.state_dict(),
+        "g_scaler": g_scaler.state_dict(),
+        "d_scaler": d_scaler.state_dict(),
         "rng_states": rng_states,
+        "progress": progress,
     }
 
 
@@ -65,7 +85,11 @@ def checkpoint_paths(run_dir: Path) -> list[Path]:
 
 
 def save_run_checkpoint(run_dir: Path, checkpoint: dict[str, Any], keep: int) -> Path:
-    """Write ``checkpoints/step_NNNNNNN.pt`` and delete all but the newest ``keep``."""
+    """Write ``checkpoints/step_NNNNNNN.pt``, then delete all but the newest ``keep``.
+
+    The older files go only after the new one is complete on disk, so a crash or a full disk
+    at any moment leaves at least one loadable checkpoint.
+    """
     folder = run_dir / "checkpoints"
     folder.mkdir(exist_ok=True)
     path = folder / f"step_{checkpoint['step']:07d}.pt"
@@ -73,6 +97,22 @@ def save_run_checkpoint(run_dir: Path, checkpoint: dict[str, Any], keep: int) ->
     for old in checkpoint_paths(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def save_best_checkpoint(run_dir: Path, checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoints/best.pt``: the checkpoint of the lowest FID so far (kept apart from
+    the newest-``keep`` rotation; ``ganforge sample RUN/checkpoints/best.pt`` samples it)."""
+    path = run_dir / "checkpoints" / BEST_NAME
+    atomic_torch_save(checkpoint, path)
+    return path
+
+
+def remove_partial_writes(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of writes that a killed process never finished."""
+    leftovers = [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def resolve_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
@@ -107,12 +147,42 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise GanforgeError(f"{path} is not a ganforge checkpoint (required keys missing)")
     if checkpoint["format_version"] != FORMAT_VERSION:
-        raise GanforgeError(
+        raise IncompatibleCheckpoint(
             f"{path} has checkpoint format {checkpoint['format_version']}, this ganforge "
             f"({__version__}) reads format {FORMAT_VERSION}"
         )
     checkpoint["path"] = str(path)
     return checkpoint
+
+
+def load_latest_checkpoint(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The newest checkpoint of a run that loads, and one line for each newer one that did not.
+
+    Atomic writes make a broken newest file unlikely (a failing disk, a hand-made copy); a run
+    then resumes from the one before rather than not at all. A newest file that is sound but
+    of another format is an error, not a reason to go back silently.
+    """
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise GanforgeError(
+            f"{run_dir} has no checkpoint to resume from (it stopped before writing its first); "
+            "start it again in a new --out folder"
+        )
+    skipped = []
+    for path in reversed(paths):
+        try:
+            checkpoint = load_checkpoint(path)
+        except IncompatibleCheckpoint:
+            raise
+        except GanforgeError as exc:
+            skipped.append(str(exc))
+            continue
+        missing = [key for key in RESUME_KEYS if key not in checkpoint]
+        if missing:
+            skipped.append(f"{path} lacks what resuming needs ({', '.join(missing)})")
+            continue
+        return checkpoint, skipped
+    raise GanforgeError(f"no checkpoint of {run_dir} can be resumed from: {skipped[0]}")
 
 
 def load_weights(module: nn.Module, state: dict[str, Any], what: str, path: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Sequence
@@ -11,9 +12,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from ganforge import __version__
-from ganforge.config import DEVICES, TrainConfig, build_config
-from ganforge.errors import GanforgeError
-from ganforge.files import atomic_write_text
+from ganforge.config import DEVICES, MAX_SAMPLES, MAX_SEED, TrainConfig, build_config
+from ganforge.data import check_dataset_name
+from ganforge.errors import GanforgeError, TrainingStopped
+from ganforge.files import atomic_write_text, read_json
 from ganforge.presets import PRESETS
 
 FLAG_HELP = {
@@ -35,7 +37,10 @@ FLAG_HELP = {
     "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
     "sample_every": "save a grid from fixed noise every N iterations",
     "grid_size": "images in each progress grid",
-    "keep_checkpoints": "how many of the newest checkpoints to keep",
+    "keep_checkpoints": "how many of the newest checkpoints to keep (plus best.pt by FID)",
+    "checkpoint_every": "also checkpoint every N iterations (0: at the end of each epoch only)",
+    "on_nan": "stop (default: keep the last good checkpoint, exit) or skip-step (drop updates "
+    "with NaN/Inf gradients)",
     "device": "auto, cpu, cuda or mps",
     "eval_every": "log FID and class coverage every N iterations (0: off; MNIST presets: 500)",
     "eval_num": "samples for each of those evaluations (default 2000)",
@@ -86,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, metavar="FILE", help="TOML or YAML file of config keys"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue RUN from its newest checkpoint, exactly; only flags that change how "
+        "long or how watched it runs may be given",
+    )
     _add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw images from a trained run")
@@ -151,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild a run's report.html")
     report.add_argument("run", type=Path, help="a run folder")
 
-    commands.add_parser("presets", help="list the presets and their settings")
+    presets = commands.add_parser("presets", help="list the presets and their settings")
 
     data = commands.add_parser("data", help="dataset utilities")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -159,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("dataset", help="mnist or fashion-mnist")
     fetch.add_argument("--data-root", help="where datasets live")
     fetch.add_argument("--download", action="store_true", help="allow the original mirrors")
+    # Each command's own parser reports the arguments it does not know (see main).
+    for leaf in (train, sample, evaluate, evaluator_train, compare, report, presets, fetch):
+        leaf.set_defaults(leaf_parser=leaf)
     return parser
 
 
@@ -167,13 +182,26 @@ def _number(value) -> str:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from ganforge.training import train
+    from ganforge.training import resume_config_for, train
 
     overrides = {
         f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS
     }
-    config = build_config(args.preset, args.config, overrides)
-    summary = train(config, quiet=args.quiet)
+    if args.resume is None:
+        config = build_config(args.preset, args.config, overrides)
+    else:
+        given = [
+            flag
+            for flag, value in (("--preset", args.preset), ("--config", args.config))
+            if value is not None
+        ] + (["--out"] if args.out is not None else [])
+        if given:
+            raise GanforgeError(
+                f"--resume continues RUN with its own config and folder; {', '.join(given)} "
+                "cannot be given with it"
+            )
+        config = resume_config_for(args.resume, overrides)
+    summary = train(config, quiet=args.quiet, resume=args.resume is not None)
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     run = summary.run_dir
@@ -204,13 +232,13 @@ def _run_sample(args: argparse.Namespace) -> None:
 
     if args.out is None and args.grid is None:
         raise GanforgeError("nothing to write: give --out FILE.npz, --grid FILE.png or both")
-    if args.num < 1:
-        raise GanforgeError(f"--num must be at least 1, got {args.num}")
+    _check_count("--num", args.num)
+    _check_seed(args.seed)
     for path, suffix in ((args.out, ".npz"), (args.grid, ".png")):
         if path is not None and path.suffix != suffix:
             raise GanforgeError(f"{path} must end in {suffix}")
-        if path is not None and not path.parent.is_dir():
-            raise GanforgeError(f"folder {path.parent} does not exist")
+        if path is not None:
+            _check_parent_folder(path)
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
     images = generate(generator, args.num, config["noise_dim"], seed=args.seed, device=device)
@@ -247,8 +275,32 @@ def _run_presets(args: argparse.Namespace) -> None:
         print("  " + ", ".join(f"{key}={config[key]}" for key in PRESET_KEYS))
 
 
+def _check_count(flag: str, value: int, minimum: int = 1) -> None:
+    if not minimum <= value <= MAX_SAMPLES:
+        raise GanforgeError(f"{flag} must be from {minimum} to {MAX_SAMPLES:,}, got {value}")
+
+
+def _check_seed(value: int | None) -> None:
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise GanforgeError(f"--seed must be from 0 to {MAX_SEED}, got {value}")
+
+
+def _check_parent_folder(path: Path) -> None:
+    """An output file's folder must exist (and the file must not be a folder)."""
+    if path.is_dir():
+        raise GanforgeError(f"{path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise GanforgeError(f"folder {path.parent} does not exist")
+
+
 def _run_eval(args: argparse.Namespace) -> None:
     from ganforge.evaluation import evaluate, format_table, save_run_evaluation
+
+    _check_count("--num", args.num)
+    _check_count("--prdc-num", args.prdc_num)
+    _check_seed(args.seed)
+    if args.dataset is not None:
+        check_dataset_name(args.dataset)
 
     result = evaluate(
         args.source,
@@ -269,13 +321,22 @@ def _run_evaluator_train(args: argparse.Namespace) -> None:
 
     if args.epochs < 1:
         raise GanforgeError(f"--epochs must be at least 1, got {args.epochs}")
+    _check_seed(args.seed)
+    check_dataset_name(args.dataset)
     out = args.out or Path("evaluators") / f"{args.dataset}.pt"
+    if args.out is not None:
+        _check_parent_folder(out)
+    manifest = {}
+    if args.manifest:  # checked before the training it would record
+        _check_parent_folder(args.manifest)
+        manifest = read_json(args.manifest) if args.manifest.is_file() else {}
+        if not isinstance(manifest, dict):
+            raise GanforgeError(f"{args.manifest} must hold a JSON object")
     evaluator = train_evaluator(
         args.dataset, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root
     )
     print(f"wrote {out}: {evaluator.name}, test accuracy {evaluator.test_accuracy:.4f}")
     if args.manifest:
-        manifest = json.loads(args.manifest.read_text()) if args.manifest.is_file() else {}
         manifest[args.dataset] = {
             "file": out.name,
             "sha256": evaluator.sha256,
@@ -293,8 +354,12 @@ def _run_compare(args: argparse.Namespace) -> None:
     for run in args.runs:
         if not (run / "config.json").is_file() or not (run / "summary.json").is_file():
             raise GanforgeError(f"{run} is not a finished ganforge run folder")
+        read_json(run / "config.json")  # every run readable before any is evaluated
+        read_json(run / "summary.json")
     if args.chart.suffix != ".png":
         raise GanforgeError(f"--chart {args.chart} must end in .png")
+    _check_parent_folder(args.chart)
+    _check_count("--num", args.num)
     print(compare_runs(args.runs, args.chart, num=args.num))
     print(f"\nchart: {args.chart}")
 
@@ -322,7 +387,17 @@ def _run_data_fetch(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ganforge`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        leaf = args.leaf_parser
+        flags = [option for action in leaf._actions for option in action.option_strings]
+        close = (
+            difflib.get_close_matches(unknown[0], flags, n=1, cutoff=0.7)
+            if unknown[0][:2] == "--"
+            else []
+        )
+        hint = f"; did you mean {close[0]}?" if close else ""
+        leaf.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     handlers = {
         "train": _run_train,
         "sample": _run_sample,
@@ -335,10 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         handlers[args.command](args)
+    except TrainingStopped as exc:
+        print(f"ganforge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except GanforgeError as exc:
         for line in str(exc).splitlines():
             print(f"ganforge: error: {line}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("ganforge: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ganforge import __version__
 from ganforge.data import check_dataset_name
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
@@ -25,6 +26,29 @@ from ganforge.performance import PRECISIONS
 from ganforge.presets import PRESETS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**63 - 16  # torch seeds are signed 64-bit, and a run uses seed to seed + 3
+MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 28×28 images
+MAX_NOISE_DIM = 65_536
+MAX_GRID = 10_000
+ON_NAN = ("stop", "skip-step")
+#: What ``train --resume`` may change: how long and how watched a run is, and where it finds
+#: its data and device, never what it computes, so the continued run is the uninterrupted one.
+RESUMABLE_CHANGES = (
+    "device",
+    "data_root",
+    "download",
+    "epochs",
+    "max_steps",
+    "sample_every",
+    "keep_checkpoints",
+    "checkpoint_every",
+    "eval_every",
+    "eval_num",
+    "final_eval_num",
+    "tensorboard",
+    "compile",
+    "on_nan",
+)
 
 
 @dataclass
@@ -53,6 +77,8 @@ class TrainConfig:
     sample_every: int = 250
     grid_size: int = 64  # images in the fixed-noise progress grid
     keep_checkpoints: int = 2
+    checkpoint_every: int = 0  # also checkpoint every N iterations (0: at epoch ends only)
+    on_nan: str = "stop"  # stop | skip-step: what a NaN/Inf loss or gradient does
     eval_every: int = 0  # log FID and class coverage every N iterations (0: off)
     eval_num: int = 2000  # samples for each of those evaluations
     final_eval_num: int = 10_000  # samples for the full evaluation at the end (0: skip)
@@ -77,9 +103,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file of config keys."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GanforgeError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise GanforgeError(f"config file {path} is not UTF-8 text") from None
     try:
         if path.suffix.lower() == ".toml":
             values = tomllib.loads(text)
@@ -93,6 +121,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise GanforgeError(f"config file {path} must hold a table of keys")
     for key, value in values.items():
+        if not isinstance(key, str):
+            raise GanforgeError(f"config file {path}: key {key!r} is not a setting name")
         if key not in FIELD_TYPES:
             raise GanforgeError(f"config file {path}: unknown key {key!r}{_closest(key)}")
         if FIELD_TYPES[key] == "float" and isinstance(value, str):
@@ -126,6 +156,47 @@ def build_config(
     return config
 
 
+def config_from_checkpoint(values: Any, source: str, written_by: str) -> TrainConfig:
+    """The validated :class:`TrainConfig` a checkpoint recorded.
+
+    Keys this version does not know (a newer ganforge wrote it) are refused by name; keys it
+    lacks (an older ganforge) take their defaults, which keep the older behaviour.
+    """
+    if not isinstance(values, dict):
+        raise GanforgeError(f"{source} holds no config table")
+    unknown = sorted(key for key in values if key not in FIELD_TYPES)
+    if unknown:
+        raise GanforgeError(
+            f"{source} was written by ganforge {written_by} with config keys this ganforge "
+            f"({__version__}) does not know: {', '.join(unknown)}; use that version"
+        )
+    config = TrainConfig(**values)
+    try:
+        validate(config)
+    except GanforgeError as exc:
+        raise GanforgeError(
+            "\n".join(f"{source}: {line}" for line in str(exc).splitlines())
+        ) from None
+    return config
+
+
+def resume_config(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``saved`` with the changes ``--resume`` allows; any other change is refused, naming the
+    run's value. ``overrides`` entries that are ``None`` were not given."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    refused = [
+        f"--{key.replace('_', '-')} cannot change when resuming (the run has "
+        f"{getattr(saved, key)!r}); start a new run to change it"
+        for key, value in given.items()
+        if key not in RESUMABLE_CHANGES and value != getattr(saved, key)
+    ]
+    if refused:
+        raise GanforgeError("\n".join(refused))
+    config = dataclasses.replace(saved, **given)
+    validate(config)
+    return config
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -142,14 +213,16 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, key)
         need(value in options, f"{key} must be one of {', '.join(options)}, got {value!r}")
 
-    def integer(key: str, minimum: int, optional: bool = False) -> None:
+    def integer(key: str, minimum: int, optional: bool = False, maximum: int | None = None):
         value = getattr(config, key)
         if optional and value is None:
             return
-        need(
-            _is_int(value) and value >= minimum,
-            f"{key} must be an integer ≥ {minimum}, got {value!r}",
-        )
+        if maximum is None:
+            ok, bounds = _is_int(value) and value >= minimum, f"≥ {minimum}"
+        else:
+            ok = _is_int(value) and minimum <= value <= maximum
+            bounds = f"from {minimum} to {maximum:,}"
+        need(ok, f"{key} must be an integer {bounds}, got {value!r}")
 
     def number(key: str, low: float, high: float, low_inclusive: bool = False) -> None:
         value = getattr(config, key)
@@ -168,29 +241,30 @@ def validate(config: TrainConfig) -> None:
             check_dataset_name(config.dataset)
         except GanforgeError as exc:
             problems.append(str(exc))
+        folder = config.dataset.removeprefix("folder:")
+        if config.dataset.startswith("folder:") and folder and not Path(folder).is_dir():
+            problems.append(f"image folder not found: {folder}")
     else:
         problems.append(f"dataset must be a string, got {config.dataset!r}")
     integer("epochs", 1)
     integer("max_steps", 1, optional=True)
     integer("batch_size", 1)
     integer("train_size", 1, optional=True)
-    integer("noise_dim", 1)
-    integer("seed", 0)
+    integer("noise_dim", 1, maximum=MAX_NOISE_DIM)
+    integer("seed", 0, maximum=MAX_SEED)
     integer("sample_every", 1)
-    integer("grid_size", 1)
+    integer("grid_size", 1, maximum=MAX_GRID)
     integer("keep_checkpoints", 1)
+    integer("checkpoint_every", 0)
+    choice("on_nan", ON_NAN)
     integer("eval_every", 0)
-    integer("final_eval_num", 0)
+    final_eval_num = config.final_eval_num
     need(
-        not _is_int(config.final_eval_num)
-        or config.final_eval_num == 0
-        or config.final_eval_num >= 4,
-        f"final_eval_num must be 0 (skip) or at least 4, got {config.final_eval_num!r}",
+        _is_int(final_eval_num) and (final_eval_num == 0 or 4 <= final_eval_num <= MAX_SAMPLES),
+        f"final_eval_num must be 0 (skip) or an integer from 4 to {MAX_SAMPLES:,}, got "
+        f"{final_eval_num!r}",
     )
-    need(
-        not _is_int(config.eval_num) or config.eval_num >= 4,
-        f"eval_num must be an integer ≥ 4, got {config.eval_num!r}",
-    )
+    integer("eval_num", 4, maximum=MAX_SAMPLES)
     if config.architecture == "dcgan" and _is_int(config.batch_size):
         # BatchNorm needs two images to compute a batch statistic.
         need(config.batch_size >= 2, "batch_size must be at least 2 for the dcgan architecture")
@@ -200,6 +274,8 @@ def validate(config: TrainConfig) -> None:
     for key in ("data_root", "out"):
         value = getattr(config, key)
         need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
+    if isinstance(config.data_root, str) and Path(config.data_root).exists():
+        need(Path(config.data_root).is_dir(), f"data_root {config.data_root} is not a folder")
     for key in ("download", "tensorboard", "compile", "sync_bn"):
         value = getattr(config, key)
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")

@@ -154,3 +154,16 @@ def mean_over_ranks(values: torch.Tensor, shard: Shard) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / shard.world_size
+
+
+def any_rank(flag: bool, shard: Shard, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any of them (``flag`` for one process).
+
+    Ranks that decide to stop at different steps would hang in the next collective; this is
+    one small all-reduce, paid only under torchrun.
+    """
+    if not shard.is_distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=device)  # nccl reduces GPU tensors only
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -160,6 +160,10 @@ def evaluate(
     }
     if dataset.startswith("folder:") and evaluator_path is None:
         train = load_dataset(dataset, "train", image_shape=tuple(images.shape[1:]))
+        if len(train) < MIN_POINTS:
+            raise GanforgeError(
+                f"{dataset} holds {len(train)} images; scoring against it needs {MIN_POINTS}"
+            )
         result["evaluator"] = None
         result["note"] = (
             "no shipped evaluator fits a folder: dataset; scores are on raw pixels "

@@ -234,6 +234,11 @@ def train_evaluator(
     generator = torch.Generator().manual_seed(seed)
     train = load_dataset(dataset, "train", data_root=data_root, train_size=1 << 30)
     test = load_dataset(dataset, "test", data_root=data_root)
+    if len(train) < batch_size:
+        raise GanforgeError(
+            f"{dataset} holds {len(train)} training images; an evaluator trains on batches of "
+            f"{batch_size}"
+        )
     net = EvaluatorNet(train.images.shape[1], len(train.classes))
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = len(train) // batch_size

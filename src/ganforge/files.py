@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from ganforge.errors import GanforgeError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -26,6 +30,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in ``path``; a missing, unreadable or malformed file is one
+    :class:`GanforgeError` line that names it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GanforgeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GanforgeError(f"{path} is not valid JSON ({exc})") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

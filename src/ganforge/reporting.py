@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
+from ganforge.files import atomic_write_text
+
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save images ``(N, C, H, W)`` in ``[-1, 1]`` as one PNG grid (√N per row by default)."""
@@ -37,6 +39,19 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep only the records of steps up to ``last_step`` (a resumed run logs the later steps
+    again); a partly written line goes too. The file is replaced atomically."""
+    if not path.is_file():
+        return
+    kept = [
+        r
+        for r in read_metrics(path)
+        if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= last_step
+    ]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
