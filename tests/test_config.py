@@ -45,8 +45,30 @@ def test_preset_has_the_assignments_numbers(preset):
     assert config.dataset == "mnist"
 
 
-def test_presets_are_exactly_the_three():
-    assert set(PRESETS) == set(ASSIGNMENT)
+BEYOND = {
+    # preset: the settings that make it that paper's method
+    "wgan": {
+        "loss": "wgan", "optimizer": "rmsprop", "lr": 5e-5, "weight_clip": 0.01, "n_critic": 5,
+    },
+    "wgan-gp": {
+        "loss": "wgan", "optimizer": "adam", "lr": 1e-4, "beta1": 0.0, "beta2": 0.9,
+        "gp_weight": 10.0, "n_critic": 5, "spectral_norm": False,
+    },
+    "hinge-sn": {"loss": "hinge", "spectral_norm": True, "n_critic": 1, "gp_weight": 0.0},
+    "dcgan-ema": {"loss": "gan", "ema": 0.999, "lr": 1e-3, "batch_size": 128},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", BEYOND)
+def test_presets_beyond_the_assignment_hold_their_papers_settings(preset):
+    config = build_config(preset)
+    assert config.architecture == "dcgan" and config.dataset == "mnist"
+    for key, value in BEYOND[preset].items():
+        assert getattr(config, key) == value, key
+
+
+def test_presets_are_the_assignments_and_the_ones_beyond():
+    assert list(PRESETS) == [*ASSIGNMENT, *BEYOND]
 
 
 def test_default_preset_is_gan():
@@ -132,8 +154,8 @@ def test_config_round_trips_through_to_dict():
 
 
 def test_unknown_preset():
-    with pytest.raises(GanforgeError, match="unknown preset 'wgan'") as info:
-        build_config("wgan")
+    with pytest.raises(GanforgeError, match="unknown preset 'began'") as info:
+        build_config("began")
     assert "dcgan" in str(info.value)
 
 
@@ -211,7 +233,7 @@ def test_missing_config_file(tmp_path):
         ({"keep_checkpoints": 0}, "keep_checkpoints"),
         ({"device": "tpu"}, "device"),
         ({"architecture": "resnet"}, "architecture"),
-        ({"loss": "wgan"}, "loss"),
+        ({"loss": "began"}, "loss"),
         ({"init": "orthogonal"}, "init"),
         ({"download": "yes"}, "download"),
         ({"download": 1}, "download"),
@@ -252,7 +274,7 @@ def test_boundary_values_are_accepted(overrides):
 
 
 def test_several_problems_give_one_line_each():
-    overrides = {"batch_size": 0, "lr": 0, "device": "tpu", "loss": "wgan", "epochs": True}
+    overrides = {"batch_size": 0, "lr": 0, "device": "tpu", "loss": "began", "epochs": True}
     with pytest.raises(GanforgeError) as info:
         build_config("gan", None, overrides)
     lines = str(info.value).splitlines()

@@ -130,6 +130,16 @@ def test_a_global_batch_must_split_evenly_over_processes(tmp_path, monkeypatch, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("penalty", ["--gp-weight", "--r1-gamma"])
+def test_gradient_penalties_are_refused_under_torchrun(tmp_path, monkeypatch, capsys, penalty):
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY_FLAGS, penalty, "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DDP does not support: train them in one process" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_sync_bn_on_the_cpu_is_refused_in_one_line(tmp_path, capsys):
     flags = [*TINY_FLAGS, "--preset", "dcgan", "--sync-bn", "--device", "cpu"]
     assert main(["train", "--out", str(tmp_path / "run"), *flags]) == 2

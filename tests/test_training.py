@@ -52,7 +52,7 @@ def make_pair(architecture: str, loss: str = "gan"):
 def ganforge_gan(G, D, objective, **options) -> GAN:
     G, D = prepare_for_speed(G, CPU), prepare_for_speed(D, CPU)
     return GAN(
-        G, D, make_optimizer(G, fused=True), make_optimizer(D, fused=True), objective, 96, **options
+        G, D, make_optimizer(G, device=CPU), make_optimizer(D, device=CPU), objective, 96, **options
     )
 
 

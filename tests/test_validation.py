@@ -94,9 +94,11 @@ ROWS = [
     pytest.param(f"train {TINY} --noise-dim {HUGE_SIZE}", 2, "noise_dim must be an integer from"),
     pytest.param(f"train {TINY} --grid-size {HUGE_SIZE}", 2, "grid_size must be an integer from"),
     # --- train: unknown names
-    pytest.param("train --preset wgan", 2, "unknown preset 'wgan'; choose one of: gan, lsgan"),
+    pytest.param("train --preset began", 2, "unknown preset 'began'; choose one of: gan, lsgan"),
     pytest.param("train --architecture resnet", 2, "architecture must be one of mlp, dcgan"),
-    pytest.param("train --loss wgan", 2, "loss must be one of gan, lsgan, got 'wgan'"),
+    pytest.param(
+        "train --loss began", 2, "loss must be one of gan, lsgan, wgan, hinge, got 'began'"
+    ),
     pytest.param("train --init orthogonal", 2, "init must be one of default, xavier"),
     pytest.param("train --dataset cifar10", 2, "unknown dataset 'cifar10'"),
     pytest.param("train --device tpu", 2, "device must be one of auto, cpu, cuda, mps"),
@@ -130,7 +132,7 @@ ROWS = [
     pytest.param("train --config wrong-type.yaml", 2, "lr must be a number > 0 and < 10"),
     pytest.param("train --config list.yaml", 2, "list.yaml must hold a table of keys"),
     pytest.param("train --config scalar.yaml", 2, "scalar.yaml must hold a table of keys"),
-    pytest.param("train --config wgan.yaml", 2, "unknown preset 'wgan'"),
+    pytest.param("train --config began.yaml", 2, "unknown preset 'began'"),
     pytest.param("train --config number-key.yaml", 2, "key 1 is not a setting name"),
     pytest.param("train --config latin-1.yaml", 2, "config file latin-1.yaml is not UTF-8 text"),
     # --- train: data that is missing or too small
@@ -292,7 +294,7 @@ SCRATCH_FILES: dict[str, str | bytes] = {
     "scalar.yaml": "just a string\n",
     "syntax.toml": "epochs = = 3\n",
     "config.json": '{"epochs": 1}\n',
-    "wgan.yaml": "preset: wgan\n",
+    "began.yaml": "preset: began\n",
     "number-key.yaml": "1: 2\n",
     "latin-1.yaml": "device: cpu  # café\n".encode("latin-1"),
     "bad-manifest.json": "not json\n",

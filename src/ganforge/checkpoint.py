@@ -55,13 +55,17 @@ def make_checkpoint(
     d_scaler: torch.amp.GradScaler,
     rng_states: dict[str, torch.Tensor | None],
     progress: dict[str, Any],
+    generator_ema: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Everything needed to sample from a run or to continue it exactly.
 
     ``rng_states`` holds the generator states that make the continuation draw the same numbers
     (torch's global one, the data order's at the start of the next step's epoch, the noise's);
     ``progress`` holds the plain-data bookkeeping of the loop (times, best FID, the monitor).
+    ``generator_ema``: the :class:`~torch.optim.swa_utils.AveragedModel` of G, when there is one
+    (sampling uses its weights).
     """
+    ema = {} if generator_ema is None else {"generator_ema": generator_ema.state_dict()}
     return {
         "format_version": FORMAT_VERSION,
         "ganforge_version": __version__,
@@ -76,12 +80,15 @@ def make_checkpoint(
         "d_scaler": d_scaler.state_dict(),
         "rng_states": rng_states,
         "progress": progress,
+        **ema,
     }
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
-    """A run's checkpoints, oldest first."""
-    return sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    """A run's checkpoints, oldest first (by step number, which may outgrow the name's 7
+    digits)."""
+    paths = (run_dir / "checkpoints").glob("step_*.pt")
+    return sorted((p for p in paths if p.stem[5:].isdigit()), key=lambda p: int(p.stem[5:]))
 
 
 def save_run_checkpoint(run_dir: Path, checkpoint: dict[str, Any], keep: int) -> Path:
@@ -155,8 +162,9 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_latest_checkpoint(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The newest checkpoint of a run that loads, and one line for each newer one that did not.
+def load_latest_checkpoint(run_dir: Path) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that loads, and ``(path, why)`` for each newer one that
+    did not.
 
     Atomic writes make a broken newest file unlikely (a failing disk, a hand-made copy); a run
     then resumes from the one before rather than not at all. A newest file that is sound but
@@ -175,14 +183,22 @@ def load_latest_checkpoint(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
         except IncompatibleCheckpoint:
             raise
         except GanforgeError as exc:
-            skipped.append(str(exc))
+            skipped.append((path, str(exc)))
             continue
         missing = [key for key in RESUME_KEYS if key not in checkpoint]
         if missing:
-            skipped.append(f"{path} lacks what resuming needs ({', '.join(missing)})")
+            skipped.append((path, f"{path} lacks what resuming needs ({', '.join(missing)})"))
             continue
         return checkpoint, skipped
-    raise GanforgeError(f"no checkpoint of {run_dir} can be resumed from: {skipped[0]}")
+    raise GanforgeError(f"no checkpoint of {run_dir} can be resumed from: {skipped[0][1]}")
+
+
+def sampling_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The generator weights to sample with: the EMA's when the run kept one, else G's own."""
+    ema = checkpoint.get("generator_ema")
+    if ema is None:
+        return checkpoint["generator"]
+    return {key.removeprefix("module."): value for key, value in ema.items() if key != "n_averaged"}
 
 
 def load_weights(module: nn.Module, state: dict[str, Any], what: str, path: str) -> None:

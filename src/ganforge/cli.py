@@ -20,7 +20,7 @@ from ganforge.presets import PRESETS
 
 FLAG_HELP = {
     "architecture": "network pair: mlp or dcgan",
-    "loss": "objective: gan (BCE, non-saturating G) or lsgan (least squares)",
+    "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, or hinge",
     "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
     "dataset": "mnist, fashion-mnist or folder:PATH",
     "data_root": "where datasets live (default: $GANFORGE_DATA, else ~/.cache/ganforge)",
@@ -29,9 +29,16 @@ FLAG_HELP = {
     "epochs": "passes over the training images",
     "max_steps": "stop after this many iterations",
     "batch_size": "images per iteration",
-    "lr": "Adam learning rate of both networks",
+    "optimizer": "adam or rmsprop (WGAN's), for both networks",
+    "lr": "learning rate of both networks",
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
+    "n_critic": "discriminator updates per generator update (WGAN: 5)",
+    "gp_weight": "WGAN-GP's λ: gradient penalty on real/fake interpolates (0: off; one process)",
+    "r1_gamma": "R1's γ: gradient penalty on real images (0: off; one process)",
+    "weight_clip": "clip D's weights to [-c, c] after each update (WGAN: 0.01; 0: off)",
+    "spectral_norm": "spectral normalisation of D's linear and convolutional layers",
+    "ema": "decay of an EMA of G's weights used for samples and scores (e.g. 0.999; 0: off)",
     "noise_dim": "dimension of the uniform [-1, 1] noise",
     "seed": "seed of the weights, data order and noise (same seed, same CPU run)",
     "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
@@ -260,19 +267,24 @@ PRESET_KEYS = (
     "dataset",
     "epochs",
     "batch_size",
+    "optimizer",
     "lr",
     "beta1",
     "beta2",
     "noise_dim",
     "sample_every",
 )
+#: Shown only where a preset turns them on.
+PRESET_OPTIONS = ("n_critic", "gp_weight", "r1_gamma", "weight_clip", "spectral_norm", "ema")
 
 
 def _run_presets(args: argparse.Namespace) -> None:
+    defaults = TrainConfig().to_dict()
     for name, preset in PRESETS.items():
         config = build_config(name).to_dict()
+        shown = [*PRESET_KEYS, *(k for k in PRESET_OPTIONS if config[k] != defaults[k])]
         print(f"{name}: {preset['description']}")
-        print("  " + ", ".join(f"{key}={config[key]}" for key in PRESET_KEYS))
+        print("  " + ", ".join(f"{key}={config[key]}" for key in shown))
 
 
 def _check_count(flag: str, value: int, minimum: int = 1) -> None:
@@ -411,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handlers[args.command](args)
     except TrainingStopped as exc:
-        print(f"ganforge: {exc}", file=sys.stderr)
+        if str(exc):  # torchrun's other ranks stop silently: rank 0 says why
+            print(f"ganforge: {exc}", file=sys.stderr)
         return exc.exit_code
     except GanforgeError as exc:
         for line in str(exc).splitlines():

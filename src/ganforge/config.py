@@ -26,6 +26,7 @@ from ganforge.performance import PRECISIONS
 from ganforge.presets import PRESETS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+OPTIMIZERS = ("adam", "rmsprop")
 MAX_SEED = 2**63 - 16  # torch seeds are signed 64-bit, and a run uses seed to seed + 3
 MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 28×28 images
 MAX_NOISE_DIM = 65_536
@@ -67,9 +68,16 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop after this many iterations, whatever the epochs say
     batch_size: int = 128
+    optimizer: str = "adam"  # adam | rmsprop (the WGAN paper's), for both networks
     lr: float = 1e-3
-    beta1: float = 0.5
+    beta1: float = 0.5  # Adam's betas (RMSprop has none)
     beta2: float = 0.999
+    n_critic: int = 1  # discriminator updates per generator update
+    gp_weight: float = 0.0  # WGAN-GP's λ: gradient penalty on real/fake interpolates (0: off)
+    r1_gamma: float = 0.0  # R1's γ: gradient penalty on real images (0: off)
+    weight_clip: float = 0.0  # clip D's weights to [-c, c] after each update (0: off)
+    spectral_norm: bool = False  # spectral normalisation of D's layers
+    ema: float = 0.0  # decay of an EMA of G's weights, used for samples and scores (0: off)
     noise_dim: int = 96
     seed: int = 0
     device: str = "auto"
@@ -236,6 +244,7 @@ def validate(config: TrainConfig) -> None:
     choice("init", tuple(INITS))
     choice("device", DEVICES)
     choice("precision", PRECISIONS)
+    choice("optimizer", OPTIMIZERS)
     if isinstance(config.dataset, str):
         try:
             check_dataset_name(config.dataset)
@@ -255,6 +264,7 @@ def validate(config: TrainConfig) -> None:
     integer("sample_every", 1)
     integer("grid_size", 1, maximum=MAX_GRID)
     integer("keep_checkpoints", 1)
+    integer("n_critic", 1)
     integer("checkpoint_every", 0)
     choice("on_nan", ON_NAN)
     integer("eval_every", 0)
@@ -269,6 +279,9 @@ def validate(config: TrainConfig) -> None:
         # BatchNorm needs two images to compute a batch statistic.
         need(config.batch_size >= 2, "batch_size must be at least 2 for the dcgan architecture")
     number("lr", 0, 10)
+    for key in ("gp_weight", "r1_gamma", "weight_clip"):
+        number(key, 0, 1e6, low_inclusive=True)
+    number("ema", 0, 1, low_inclusive=True)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)
     for key in ("data_root", "out"):
@@ -276,7 +289,7 @@ def validate(config: TrainConfig) -> None:
         need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
     if isinstance(config.data_root, str) and Path(config.data_root).exists():
         need(Path(config.data_root).is_dir(), f"data_root {config.data_root} is not a folder")
-    for key in ("download", "tensorboard", "compile", "sync_bn"):
+    for key in ("download", "tensorboard", "compile", "sync_bn", "spectral_norm"):
         value = getattr(config, key)
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
     if problems:

@@ -12,6 +12,13 @@ class GanforgeError(Exception):
     exit_code = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name when it has none): what a one-line
+    error message can quote of a library's multi-line one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class TrainingStopped(GanforgeError):
     """Training stopped on a signal after writing a checkpoint it can resume from.
 

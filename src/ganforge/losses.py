@@ -1,4 +1,5 @@
-"""GAN objectives: each a discriminator loss and a generator loss over discriminator scores.
+"""GAN objectives: each a discriminator loss and a generator loss over discriminator scores,
+and the gradient penalties that regularise a discriminator.
 
 Scores may have shape ``(N,)`` or ``(N, 1)``; they are flattened to ``(N,)`` first, so that an
 ``(N, 1)`` score never broadcasts against ``(N,)`` targets into an ``N × N`` matrix. Every loss
@@ -44,18 +45,65 @@ def lsgan_generator_loss(scores_fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (_flat(scores_fake) - 1).square().mean()
 
 
+def wasserstein_critic_loss(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+    """``mean D(G(z)) − mean D(x)``: the negated Wasserstein-1 estimate (Arjovsky et al. 2017)."""
+    return _flat(scores_fake).mean() - _flat(scores_real).mean()
+
+
+def wasserstein_generator_loss(scores_fake: torch.Tensor) -> torch.Tensor:
+    """``−mean D(G(z))``."""
+    return -_flat(scores_fake).mean()
+
+
+def hinge_discriminator_loss(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+    """``mean relu(1 − D(x)) + mean relu(1 + D(G(z)))`` (Lim & Ye 2017; Miyato et al. 2018)."""
+    return F.relu(1 - _flat(scores_real)).mean() + F.relu(1 + _flat(scores_fake)).mean()
+
+
+def _input_gradient(
+    critic: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
+) -> torch.Tensor:
+    """``∇_x Σ D(x)`` per image, flattened to ``(N, C·H·W)``, kept differentiable."""
+    images = images.detach().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(critic(images).sum(), images, create_graph=True)
+    return gradient.flatten(1)
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    mix: torch.Tensor,
+) -> torch.Tensor:
+    """WGAN-GP's penalty ``mean((‖∇D(x̂)‖₂ − 1)²)`` at ``x̂ = mix·x + (1 − mix)·G(z)``
+    (Gulrajani et al. 2017); ``mix`` has shape ``(N,)``, values in ``[0, 1]``. The loss adds
+    λ times it (λ = 10 in the paper)."""
+    mix = mix.reshape(-1, *([1] * (real.dim() - 1))).to(real.dtype)
+    mixed = mix * real.detach() + (1 - mix) * fake.detach()
+    return (_input_gradient(critic, mixed).norm(dim=1) - 1).square().mean()
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1's ``mean ‖∇D(x)‖₂²`` on real images (Mescheder et al. 2018); the loss adds γ/2 times
+    it."""
+    return _input_gradient(critic, real).square().sum(dim=1).mean()
+
+
 @dataclass(frozen=True)
 class Objective:
     """A named pair of losses, plus how to read the discriminator's scores for the logs.
 
     ``score_summary`` maps raw scores to the number logged as D(x) and D(G(z)): the mean
-    probability of "real" for BCE, the mean raw score for least squares.
+    probability of "real" for BCE, the mean raw score otherwise. ``d_wins_below``: the logged
+    D(G(z)) under which D is winning outright (``None`` where scores are unbounded, as a
+    Wasserstein critic's or a hinge discriminator's are).
     """
 
     name: str
     discriminator_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     generator_loss: Callable[[torch.Tensor], torch.Tensor]
     score_summary: Callable[[torch.Tensor], torch.Tensor]
+    d_wins_below: float | None = 0.01
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -67,5 +115,19 @@ OBJECTIVES: dict[str, Objective] = {
     ),
     "lsgan": Objective(
         "lsgan", lsgan_discriminator_loss, lsgan_generator_loss, lambda scores: scores.mean()
+    ),
+    "wgan": Objective(
+        "wgan",
+        wasserstein_critic_loss,
+        wasserstein_generator_loss,
+        lambda scores: scores.mean(),
+        d_wins_below=None,
+    ),
+    "hinge": Objective(
+        "hinge",
+        hinge_discriminator_loss,
+        wasserstein_generator_loss,  # the generator's hinge loss is −mean D(G(z)) as well
+        lambda scores: scores.mean(),
+        d_wins_below=None,
     ),
 }

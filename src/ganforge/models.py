@@ -141,6 +141,16 @@ class DCGANGenerator(nn.Module):
         return self.net(noise)
 
 
+def apply_spectral_norm(model: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every linear and convolutional layer of
+    ``model``, in place: each weight is divided by its largest singular value, estimated by one
+    power iteration per training forward. Returns ``model``."""
+    for module in list(model.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.utils.parametrizations.spectral_norm(module)
+    return model
+
+
 #: Architecture name → (generator class, discriminator class). Presets name an architecture.
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (MLPGenerator, MLPDiscriminator),

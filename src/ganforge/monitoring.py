@@ -66,7 +66,8 @@ def non_finite_tensors(model: nn.Module) -> list[str]:
 class TrainingMonitor:
     """Checks and warnings over a run's steps; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, d_wins_below: float | None = D_WINS_BELOW) -> None:
+        self.d_wins_below = d_wins_below  # None: the objective's scores are unbounded
         self.d_wins_streak = 0
         self.skipped_streak = 0
         self.skipped_total = 0
@@ -89,7 +90,9 @@ class TrainingMonitor:
                     f"step {step}: each of the last {SKIPPED_STREAK_LIMIT} steps had a "
                     "NaN or Inf gradient, so skipping them cannot help"
                 )
-            return
+            if skipped:
+                return
+            # An update that went through with a NaN loss is a divergence all the same.
         bad_stats = [f"{key} {value}" for key, value in stats.items() if not math.isfinite(value)]
         if not bad_stats:
             return
@@ -111,12 +114,13 @@ class TrainingMonitor:
     ) -> list[str]:
         """Warnings that this step starts (each failure mode warns once until it ends)."""
         warnings = []
-        self.d_wins_streak = self.d_wins_streak + 1 if stats["d_fake"] < D_WINS_BELOW else 0
+        losing = self.d_wins_below is not None and stats["d_fake"] < self.d_wins_below
+        self.d_wins_streak = self.d_wins_streak + 1 if losing else 0
         if self._episode("d_wins", self.d_wins_streak >= D_WINS_PATIENCE):
             warnings.append(
                 f"step {step}: the discriminator is winning outright: D(G(z)) has stayed below "
-                f"{D_WINS_BELOW} for {D_WINS_PATIENCE} steps, so the generator gets almost no "
-                "gradient (try a lower D learning rate, or the lsgan preset)"
+                f"{self.d_wins_below} for {D_WINS_PATIENCE} steps, so the generator gets almost "
+                "no gradient (try a lower learning rate, or the lsgan preset)"
             )
         for key, norm in grad_norms.items():
             if norm is None:

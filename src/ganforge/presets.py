@@ -1,8 +1,11 @@
 """Training presets: plain data, one dict per preset, over the defaults of :class:`TrainConfig`.
 
-The three presets are the assignment's runs: batch 128, Adam(1e-3, betas 0.5/0.999), noise of
-dimension 96, samples every 250 iterations, 10 epochs for the MLP GANs and 5 for the DCGAN.
-The assignment initialises only the DCGAN's networks with Xavier-uniform weights.
+The first three presets are the assignment's runs: batch 128, Adam(1e-3, betas 0.5/0.999),
+noise of dimension 96, samples every 250 iterations, 10 epochs for the MLP GANs and 5 for the
+DCGAN. The assignment initialises only the DCGAN's networks with Xavier-uniform weights.
+
+The others are what the assignment points to next, on the same DCGAN-style networks, with
+their papers' optimisers and regularisers.
 """
 
 PRESETS: dict[str, dict] = {
@@ -27,6 +30,52 @@ PRESETS: dict[str, dict] = {
         "architecture": "dcgan",
         "loss": "gan",
         "init": "xavier",
+        "epochs": 5,
+        "eval_every": 500,
+    },
+    "wgan": {
+        "description": "Wasserstein GAN with weight clipping (Arjovsky et al. 2017), DCGAN nets",
+        "architecture": "dcgan",
+        "loss": "wgan",
+        "init": "xavier",
+        "optimizer": "rmsprop",
+        "lr": 5e-5,
+        "weight_clip": 0.01,
+        "n_critic": 5,
+        "batch_size": 64,
+        "epochs": 5,
+        "eval_every": 500,
+    },
+    "wgan-gp": {
+        "description": "WGAN with gradient penalty (Gulrajani et al. 2017), DCGAN nets",
+        "architecture": "dcgan",
+        "loss": "wgan",
+        "init": "xavier",
+        "lr": 1e-4,
+        "beta1": 0.0,
+        "beta2": 0.9,
+        "gp_weight": 10.0,
+        "n_critic": 5,
+        "batch_size": 64,
+        "epochs": 5,
+        "eval_every": 500,
+    },
+    "hinge-sn": {
+        "description": "hinge loss, spectral norm in D (Miyato et al. 2018), DCGAN nets",
+        "architecture": "dcgan",
+        "loss": "hinge",
+        "init": "xavier",
+        "spectral_norm": True,
+        "lr": 2e-4,
+        "epochs": 5,
+        "eval_every": 500,
+    },
+    "dcgan-ema": {
+        "description": "the assignment's DCGAN, sampled from an EMA of G's weights (decay 0.999)",
+        "architecture": "dcgan",
+        "loss": "gan",
+        "init": "xavier",
+        "ema": 0.999,
         "epochs": 5,
         "eval_every": 500,
     },

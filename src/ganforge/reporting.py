@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -10,21 +11,24 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from ganforge.files import atomic_write_text
+from ganforge.files import atomic_write_bytes, atomic_write_text
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """Save images ``(N, C, H, W)`` in ``[-1, 1]`` as one PNG grid (√N per row by default)."""
     nrow = nrow or max(1, math.isqrt(images.shape[0] - 1) + 1)
+    buffer = io.BytesIO()
     save_image(
         images.detach().float().cpu(),
-        path,
+        buffer,
+        format="png",
         nrow=nrow,
         padding=2,
         normalize=True,
         value_range=(-1, 1),
         pad_value=1.0,
     )
+    atomic_write_bytes(path, buffer.getvalue())  # a kill never leaves half a picture
 
 
 class MetricsLog:
@@ -95,7 +99,14 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str = "") -> N
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Write a figure atomically: a kill never leaves half a picture."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _figure(width: float, height: float):
@@ -122,7 +133,7 @@ def plot_fid(records: list[dict[str, Any]], path: Path) -> bool:
     class_ax.plot(steps, [r["classes_covered"] for r in points], marker="o")
     class_ax.set(xlabel="iteration", title="classes holding ≥ 2% of samples", ylim=(0, None))
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
     return True
 
 
@@ -138,7 +149,7 @@ def plot_class_histogram(histogram: dict[str, float], path: Path) -> None:
     ax.set(ylabel="fraction of samples", title="predicted classes of the samples")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: Path) -> None:
@@ -167,4 +178,4 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path) -> None:
     pr_ax.set(title="precision and recall ↑", ylim=(0, 1))
     pr_ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)

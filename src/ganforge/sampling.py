@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganforge.checkpoint import load_checkpoint, load_weights
+from ganforge.checkpoint import load_checkpoint, load_weights, sampling_weights
 from ganforge.data import to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_bytes
@@ -20,7 +20,8 @@ from ganforge.models import ARCHITECTURES, sample_noise
 def load_generator(
     run_or_checkpoint: str | os.PathLike, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict]:
-    """The generator of a run folder's newest checkpoint (or of a checkpoint file), in eval mode.
+    """The generator of a run folder's newest checkpoint (or of a checkpoint file), in eval mode,
+    with the EMA weights when the run kept an EMA.
 
     Returns ``(generator, config)``; BatchNorm layers use their running statistics.
     """
@@ -30,7 +31,7 @@ def load_generator(
     if architecture not in ARCHITECTURES or not isinstance(noise_dim, int):
         raise GanforgeError(f"{checkpoint['path']}: its config names no known architecture")
     generator = ARCHITECTURES[architecture][0](noise_dim)
-    load_weights(generator, checkpoint["generator"], "generator", checkpoint["path"])
+    load_weights(generator, sampling_weights(checkpoint), "generator", checkpoint["path"])
     return generator.to(device).eval(), config
 
 

@@ -1,0 +1,152 @@
+"""Beyond the assignment: Wasserstein and hinge losses, gradient penalties, weight clipping,
+spectral norm, several critic updates per generator update, and the generator's EMA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_train
+from ganforge.checkpoint import load_checkpoint
+from ganforge.cli import main
+from ganforge.config import build_config
+from ganforge.losses import (
+    OBJECTIVES,
+    gradient_penalty,
+    hinge_discriminator_loss,
+    r1_penalty,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)
+from ganforge.models import DCGANDiscriminator, apply_spectral_norm
+from ganforge.presets import PRESETS
+from ganforge.sampling import load_generator
+from ganforge.training import build_gan, training_step
+
+CPU = torch.device("cpu")
+
+
+def test_wasserstein_and_hinge_losses_by_hand():
+    real, fake = torch.tensor([[2.0], [0.0]]), torch.tensor([[-1.0], [3.0]])
+    assert wasserstein_critic_loss(real, fake).item() == pytest.approx(1.0 - 1.0)  # 1 − 1
+    assert wasserstein_critic_loss(torch.tensor([3.0]), torch.tensor([1.0])).item() == -2.0
+    assert wasserstein_generator_loss(fake).item() == pytest.approx(-1.0)
+    # relu(1 − 2) = 0, relu(1 − 0) = 1 → 0.5; relu(1 − 1) = 0, relu(1 + 3) = 4 → 2.
+    assert hinge_discriminator_loss(real, fake).item() == pytest.approx(2.5)
+
+
+def test_gradient_penalty_by_hand():
+    # D(x) = Σ x²: ∇D(x) = 2x. Interpolating (3, 0) and (1, 0) half-way gives (2, 0), whose
+    # gradient (4, 0) has norm 4: the penalty is (4 − 1)² = 9. The second pair, mixed with
+    # weight 1 (all real), sits at (0, 0.25): gradient norm 0.5, penalty 0.25. Mean: 4.625.
+    def critic(x):
+        return x.square().sum(dim=1)
+
+    real = torch.tensor([[3.0, 0.0], [0.0, 0.25]])
+    fake = torch.tensor([[1.0, 0.0], [5.0, 5.0]])
+    penalty = gradient_penalty(critic, real, fake, torch.tensor([0.5, 1.0]))
+    assert penalty.item() == pytest.approx((9 + 0.25) / 2)
+
+
+def test_gradient_penalty_is_differentiable_in_the_critics_weights():
+    # A linear critic w·x has gradient w everywhere: penalty (‖w‖ − 1)², whose gradient in w
+    # is 2(‖w‖ − 1) w / ‖w‖.
+    critic = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 4.0]]))
+    penalty = gradient_penalty(critic, torch.randn(5, 2), torch.randn(5, 2), torch.rand(5))
+    assert penalty.item() == pytest.approx(16.0)
+    penalty.backward()
+    expected = 2 * (5 - 1) * torch.tensor([[3.0, 4.0]]) / 5
+    torch.testing.assert_close(critic.weight.grad, expected)
+
+
+def test_r1_penalty_by_hand():
+    # D(x) = Σ x²: ‖∇D(x)‖² = ‖2x‖² = 4‖x‖²: for (1, 2) it is 20, for (0, 1) 4; mean 12.
+    penalty = r1_penalty(lambda x: x.square().sum(dim=1), torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+    assert penalty.item() == pytest.approx(12.0)
+
+
+def test_spectral_norm_makes_each_layers_largest_singular_value_one():
+    torch.manual_seed(0)
+    discriminator = apply_spectral_norm(DCGANDiscriminator())
+    images = torch.randn(8, 1, 28, 28)
+    for _ in range(30):  # each training forward runs one power iteration
+        discriminator(images)
+    layers = [m for m in discriminator.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert len(layers) == 4
+    for layer in layers:
+        weight = layer.weight.reshape(layer.weight.shape[0], -1)  # the normalised weight
+        assert torch.linalg.matrix_norm(weight, ord=2).item() == pytest.approx(1.0, abs=1e-2)
+        original = layer.parametrizations.weight.original.reshape(weight.shape[0], -1)
+        assert abs(torch.linalg.matrix_norm(original, ord=2).item() - 1) > 0.1  # it did something
+
+
+def test_ema_update_arithmetic():
+    config = build_config("dcgan-ema", overrides={"ema": 0.9, "device": "cpu"})
+    gan = build_gan(config, CPU)
+    parameter = next(gan.generator.parameters())
+    ema_parameter = next(gan.ema.module.parameters())
+    values = [torch.full_like(parameter, v) for v in (1.0, 2.0, 4.0)]
+    for value in values:
+        with torch.no_grad():
+            parameter.copy_(value)
+        gan.ema.update_parameters(gan.generator)
+    # The first update copies; then ema ← 0.9·ema + 0.1·θ: 1 → 1.1 → 1.39.
+    expected = 0.9 * (0.9 * 1.0 + 0.1 * 2.0) + 0.1 * 4.0
+    torch.testing.assert_close(ema_parameter, torch.full_like(parameter, expected))
+    # BatchNorm's running statistics are averaged alike.
+    assert int(gan.ema.n_averaged) == 3
+
+
+def test_a_step_makes_n_critic_discriminator_updates_clips_and_updates_the_ema():
+    config = build_config("wgan", overrides={"n_critic": 3, "ema": 0.99, "device": "cpu"})
+    gan = build_gan(config, CPU)
+    reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(3)]
+    stats, fake = training_step(gan, reals, torch.Generator().manual_seed(0))
+    d_steps = {float(s["step"]) for s in gan.d_optimizer.state.values() if "step" in s}
+    g_steps = {float(s["step"]) for s in gan.g_optimizer.state.values() if "step" in s}
+    assert d_steps == {3.0} and g_steps == {1.0}
+    assert all(p.abs().max() <= 0.01 for p in gan.discriminator.parameters())
+    assert int(gan.ema.n_averaged) == 1
+    assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"} and fake.shape == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match="2 real batches for 3 discriminator updates"):
+        training_step(gan, reals[:2])
+
+
+def test_wgan_gp_logs_its_penalty():
+    config = build_config("wgan-gp", overrides={"n_critic": 2, "device": "cpu"})
+    gan = build_gan(config, CPU)
+    reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(2)]
+    stats, _ = training_step(gan, reals, torch.Generator().manual_seed(0))
+    assert stats["d_penalty"] > 0 and all(math.isfinite(v) for v in stats.values())
+
+
+def test_the_objectives_table_names_itself():
+    assert all(name == objective.name for name, objective in OBJECTIVES.items())
+
+
+# 600 tiny images: batches of 32, and at most 5 critic updates per iteration (160 images).
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_trains_end_to_end_and_samples(preset, tmp_path):
+    run = tmp_path / preset
+    assert tiny_train(run, "--preset", preset, "--max-steps", "2") == 0
+    checkpoint = load_checkpoint(run)
+    assert checkpoint["step"] == 2 and checkpoint["config"]["preset"] == preset
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--num", "4", "--grid", str(grid)]) == 0
+    assert grid.is_file()
+
+
+def test_an_ema_run_samples_with_the_ema_weights(tmp_path):
+    run = tmp_path / "ema"
+    assert tiny_train(run, "--preset", "dcgan-ema", "--max-steps", "3", "--ema", "0.5") == 0
+    checkpoint = load_checkpoint(run)
+    generator, _ = load_generator(run)
+    for name, value in generator.state_dict().items():
+        torch.testing.assert_close(value, checkpoint["generator_ema"][f"module.{name}"])
+    raw = checkpoint["generator"]["net.0.weight"]
+    assert not torch.equal(generator.state_dict()["net.0.weight"], raw)
