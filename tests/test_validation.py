@@ -202,6 +202,12 @@ ROWS = [
     pytest.param(f"sample run --out x.npz --seed {HUGE_SEED}", 2, "--seed must be from 0 to"),
     pytest.param("sample run --out empty", 2, "empty must end in .npz"),
     pytest.param("sample run --grid empty.png", 2, "empty.png is a folder; give a file name"),
+    # --- interpolate
+    pytest.param("interpolate missing", 2, "no such run folder or checkpoint: missing"),
+    pytest.param("interpolate run --rows 0", 2, "--rows must be from 1 to 1000, got 0"),
+    pytest.param("interpolate run --mode cubic", 2, "invalid choice: 'cubic'"),
+    pytest.param("interpolate run --grid nowhere/w.png", 2, "folder nowhere does not exist"),
+    pytest.param(f"interpolate run --seed {HUGE_SEED}", 2, "--seed must be from 0 to"),
     # --- eval
     pytest.param("eval", 2, "the following arguments are required: source"),
     pytest.param("eval missing.npz", 2, "samples file not found: missing.npz"),

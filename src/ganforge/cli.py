@@ -1,11 +1,12 @@
-"""The ``ganforge`` command line: ``train``, ``sample``, ``eval``, ``compare``, ``report``,
-``evaluator train``, ``presets`` and ``data fetch``."""
+"""The ``ganforge`` command line: ``train``, ``sample``, ``interpolate``, ``eval``, ``compare``,
+``report``, ``evaluator train``, ``presets`` and ``data fetch``."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -113,7 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, help="write the images as uint8 .npz (key 'images')")
     sample.add_argument("--grid", type=Path, help="write the images as a PNG grid")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    sample.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        metavar="PSI",
+        help="draw the noise from [-PSI, PSI] instead of [-1, 1]: fewer odd images, less "
+        "variety (default 1: off)",
+    )
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
+
+    interpolate = commands.add_parser(
+        "interpolate", help="walk the latent space between random noise pairs"
+    )
+    interpolate.add_argument("run", type=Path, help="a run folder or a checkpoint file")
+    interpolate.add_argument("--steps", type=int, default=10, help="points per walk (default 10)")
+    interpolate.add_argument("--rows", type=int, default=8, help="walks (default 8)")
+    interpolate.add_argument(
+        "--mode", choices=("linear", "slerp"), default="slerp", help="default slerp"
+    )
+    interpolate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    interpolate.add_argument(
+        "--grid", type=Path, help="PNG of the walks, one per row (default RUN/interpolation.png)"
+    )
+    interpolate.add_argument(
+        "--gif", type=Path, help="the walks as a looping GIF (default RUN/interpolation.gif)"
+    )
+    interpolate.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
 
     evaluate = commands.add_parser("eval", help="score a run or a file of samples")
     evaluate.add_argument("source", type=Path, help="a run folder, a checkpoint or a samples .npz")
@@ -179,7 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--data-root", help="where datasets live")
     fetch.add_argument("--download", action="store_true", help="allow the original mirrors")
     # Each command's own parser reports the arguments it does not know (see main).
-    for leaf in (train, sample, evaluate, evaluator_train, compare, report, presets, fetch):
+    leaves = (
+        train,
+        sample,
+        interpolate,
+        evaluate,
+        evaluator_train,
+        compare,
+        report,
+        presets,
+        fetch,
+    )
+    for leaf in leaves:
         leaf.set_defaults(leaf_parser=leaf)
     return parser
 
@@ -246,9 +284,18 @@ def _run_sample(args: argparse.Namespace) -> None:
             raise GanforgeError(f"{path} must end in {suffix}")
         if path is not None:
             _check_parent_folder(path)
+    if not 0 < args.truncation <= 1:
+        raise GanforgeError(f"--truncation must be in (0, 1], got {args.truncation}")
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
-    images = generate(generator, args.num, config["noise_dim"], seed=args.seed, device=device)
+    images = generate(
+        generator,
+        args.num,
+        config["noise_dim"],
+        seed=args.seed,
+        truncation=args.truncation,
+        device=device,
+    )
     if args.out is not None:
         save_npz(images, args.out)
         print(f"wrote {args.num} images to {args.out}")
@@ -258,6 +305,48 @@ def _run_sample(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise GanforgeError(f"cannot write {args.grid}: {exc.strerror or exc}") from None
         print(f"wrote a grid of {args.num} images to {args.grid}")
+
+
+def _run_interpolate(args: argparse.Namespace) -> None:
+    import torch
+    from torchvision.utils import make_grid
+
+    from ganforge.models import sample_noise
+    from ganforge.reporting import save_grid
+    from ganforge.sampling import generate_from, interpolate, load_generator, save_gif
+    from ganforge.training import resolve_device
+
+    for flag, value, low, high in (
+        ("--steps", args.steps, 2, 1000),
+        ("--rows", args.rows, 1, 1000),
+    ):
+        if not low <= value <= high:
+            raise GanforgeError(f"{flag} must be from {low} to {high}, got {value}")
+    _check_seed(args.seed)
+    folder = args.run if args.run.is_dir() else args.run.parent.parent
+    grid, gif = args.grid or folder / "interpolation.png", args.gif or folder / "interpolation.gif"
+    for path, suffix in ((grid, ".png"), (gif, ".gif")):
+        if path.suffix != suffix:
+            raise GanforgeError(f"{path} must end in {suffix}")
+        _check_parent_folder(path)
+    device = resolve_device(args.device)
+    generator, config = load_generator(args.run, device)
+    rng = torch.Generator().manual_seed(args.seed)
+    ends = sample_noise(2 * args.rows, config["noise_dim"], generator=rng)
+    walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
+    images = generate_from(generator, walks.flatten(0, 1), device=device)  # row by row
+    try:
+        save_grid(images, grid, nrow=args.steps)
+    except OSError as exc:
+        raise GanforgeError(f"cannot write {grid}: {exc.strerror or exc}") from None
+    by_step = images.unflatten(0, (args.rows, args.steps)).transpose(0, 1)
+    columns = math.isqrt(args.rows - 1) + 1
+    frames = [
+        make_grid(step, nrow=columns, padding=2, normalize=True, value_range=(-1, 1), pad_value=1)
+        for step in by_step
+    ]
+    save_gif(frames + frames[-2:0:-1], gif)  # there and back, so the loop has no jump
+    print(f"wrote {args.rows} {args.mode} walks of {args.steps} steps: {grid}, {gif}")
 
 
 PRESET_KEYS = (
@@ -413,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "train": _run_train,
         "sample": _run_sample,
+        "interpolate": _run_interpolate,
         "eval": _run_eval,
         "evaluator": _run_evaluator_train,
         "compare": _run_compare,

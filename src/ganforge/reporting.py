@@ -45,6 +45,32 @@ class MetricsLog:
         self._file.close()
 
 
+def write_gif(pictures: list, path: Path, frame_ms: int = 200) -> None:
+    """An animated, looping GIF of PIL images, written atomically."""
+    buffer = io.BytesIO()
+    pictures[0].save(
+        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_timeline_gif(samples: Path, path: Path) -> bool:
+    """The fixed-noise grids of a run (``samples/step_*.png``, then ``final.png``) as one
+    animated GIF; False when there are none."""
+    from PIL import Image
+
+    frames = sorted(samples.glob("step_*.png"))
+    frames += [samples / "final.png"] if (samples / "final.png").is_file() else []
+    if not frames:
+        return False
+    pictures = []
+    for frame in frames:
+        with Image.open(frame) as picture:
+            pictures.append(picture.convert("RGB"))
+    write_gif(pictures, path, frame_ms=300)
+    return True
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep only the records of steps up to ``last_step`` (a resumed run logs the later steps
     again); a partly written line goes too. The file is replaced atomically."""

@@ -44,7 +44,14 @@ from ganforge.monitoring import (
     non_finite_tensors,
 )
 from ganforge.performance import peak_memory_mb
-from ganforge.reporting import MetricsLog, plot_losses, read_metrics, save_grid, truncate_metrics
+from ganforge.reporting import (
+    MetricsLog,
+    plot_losses,
+    read_metrics,
+    save_grid,
+    save_timeline_gif,
+    truncate_metrics,
+)
 from ganforge.sampling import generate
 
 
@@ -373,6 +380,7 @@ class RunFolder:
                 self.last_stats,
             )
             self.sample_grid("final.png", step)
+            save_timeline_gif(run_dir / "samples", run_dir / "samples" / "timeline.gif")
             if self.board:
                 self.board.close()
             plot_losses(

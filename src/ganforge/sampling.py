@@ -1,4 +1,5 @@
-"""Images from a trained run: rebuild its generator from a checkpoint and draw samples."""
+"""Images from a trained run: rebuild its generator from a checkpoint, draw samples, walk its
+latent space, and make animated GIFs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ganforge.data import to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_bytes
 from ganforge.models import ARCHITECTURES, sample_noise
+from ganforge.reporting import write_gif
 
 
 def load_generator(
@@ -36,19 +38,79 @@ def load_generator(
 
 
 @torch.inference_mode()
+def generate_from(
+    generator: nn.Module,
+    noise: torch.Tensor,
+    *,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The images ``(N, C, H, W)`` in ``[-1, 1]`` of noise ``(N, noise_dim)``, in batches."""
+    return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(batch_size)])
+
+
 def generate(
     generator: nn.Module,
     num: int,
     noise_dim: int,
     *,
     seed: int = 0,
+    truncation: float = 1.0,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from noise seeded by ``seed``."""
+    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from noise seeded by ``seed``.
+
+    ``truncation`` ψ in ``(0, 1]`` draws the noise from ``[-ψ, ψ]`` instead of ``[-1, 1]``: the
+    uniform noise truncated to its central part (the truncation trick of Brock et al. 2019 for
+    this noise), which trades variety for typical-looking images.
+    """
+    if not 0 < truncation <= 1:
+        raise GanforgeError(f"truncation must be in (0, 1], got {truncation}")
     rng = torch.Generator().manual_seed(seed)
-    noise = sample_noise(num, noise_dim, generator=rng)
-    return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(batch_size)])
+    noise = sample_noise(num, noise_dim, generator=rng) * truncation
+    return generate_from(generator, noise, batch_size=batch_size, device=device)
+
+
+def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
+    """Noise walks from each row of ``start`` to the same row of ``end`` ``(rows, dim)``:
+    ``(rows, steps, dim)``, ``steps`` ≥ 2 points including both ends.
+
+    ``linear`` goes straight; ``slerp`` (Shoemake 1985, as White 2016 suggests for GAN latent
+    spaces) follows the great circle between the two directions, interpolating the norms
+    linearly, so intermediate points are as far from the origin as typical noise is.
+    """
+    t = torch.linspace(0, 1, steps, dtype=start.dtype).reshape(1, steps, 1)
+    a, b = start.unsqueeze(1), end.unsqueeze(1)
+    if mode == "linear":
+        return (1 - t) * a + t * b
+    if mode != "slerp":
+        raise GanforgeError(f"unknown interpolation {mode!r}; choose linear or slerp")
+    norm_a, norm_b = a.norm(dim=2, keepdim=True), b.norm(dim=2, keepdim=True)
+    unit_a, unit_b = a / norm_a.clamp_min(1e-12), b / norm_b.clamp_min(1e-12)
+    cos = (unit_a * unit_b).sum(dim=2, keepdim=True).clamp(-1, 1)
+    omega = torch.acos(cos)
+    sin = torch.sin(omega)
+    parallel = sin.abs() < 1e-6  # the same direction: the great circle is a point
+    weight_a = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / sin)
+    weight_b = torch.where(parallel, t, torch.sin(t * omega) / sin)
+    direction = weight_a * unit_a + weight_b * unit_b
+    return direction * ((1 - t) * norm_a + t * norm_b)
+
+
+def save_gif(frames: list[torch.Tensor], path: Path, frame_ms: int = 200) -> None:
+    """An animated GIF, looping, of ``frames``: each an image grid ``(C, H, W)`` with values in
+    ``[0, 1]`` (as :func:`torchvision.utils.make_grid` returns it). Written atomically."""
+    from PIL import Image
+
+    pictures = []
+    for frame in frames:
+        array = (frame.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        pictures.append(Image.fromarray(array[..., 0] if array.shape[2] == 1 else array))
+    try:
+        write_gif(pictures, path, frame_ms)
+    except OSError as exc:
+        raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def save_npz(images: torch.Tensor, path: Path) -> None:
