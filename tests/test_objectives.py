@@ -94,12 +94,23 @@ def test_ema_update_arithmetic():
     for value in values:
         with torch.no_grad():
             parameter.copy_(value)
-        gan.ema.update_parameters(gan.generator)
-    # The first update copies; then ema ← 0.9·ema + 0.1·θ: 1 → 1.1 → 1.39.
-    expected = 0.9 * (0.9 * 1.0 + 0.1 * 2.0) + 0.1 * 4.0
+        gan.update_ema()
+    # The first update copies; then ema ← r·ema + (1 − r)·θ with the warm-up rate
+    # r = min(0.9, (1 + n) / (10 + n)) after n updates: r = 2/11, then 3/12.
+    second = 2 / 11 * 1.0 + 9 / 11 * 2.0
+    expected = 3 / 12 * second + 9 / 12 * 4.0
     torch.testing.assert_close(ema_parameter, torch.full_like(parameter, expected))
-    # BatchNorm's running statistics are averaged alike.
     assert int(gan.ema.n_averaged) == 3
+    # Once warmed up the rate is the decay itself: (1 + 100) / (10 + 100) > 0.9.
+    gan.ema.n_averaged.fill_(100)
+    before = ema_parameter.clone()
+    gan.update_ema()
+    torch.testing.assert_close(ema_parameter, 0.9 * before + 0.1 * parameter)
+    # BatchNorm's running statistics are G's own, not averaged.
+    with torch.no_grad():
+        gan.generator.net[2].running_mean.fill_(5.0)
+    gan.update_ema()
+    assert (gan.ema.module.net[2].running_mean == 5.0).all()
 
 
 def test_a_step_makes_n_critic_discriminator_updates_clips_and_updates_the_ema():

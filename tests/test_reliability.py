@@ -71,6 +71,7 @@ def logged_steps(run: Path) -> list[dict]:
         ("wgan-gp", 320, 1, 3),  # 5 critic updates of 32 per step, penalty draws: 2 per epoch
         ("hinge-sn", 320, 6, 12),  # spectral norm's power-iteration vectors
         ("dcgan-ema", 320, 6, 12),  # the generator's EMA
+        ("cgan", 320, 6, 12),  # labels of real images, and of fakes drawn with the noise
     ],
 )
 def test_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path, preset, images, first, total):

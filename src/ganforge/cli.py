@@ -40,6 +40,9 @@ FLAG_HELP = {
     "weight_clip": "clip D's weights to [-c, c] after each update (WGAN: 0.01; 0: off)",
     "spectral_norm": "spectral normalisation of D's linear and convolutional layers",
     "ema": "decay of an EMA of G's weights used for samples and scores (e.g. 0.999; 0: off)",
+    "conditioning": "none, projection (a projection D) or acgan (an auxiliary classifier D): "
+    "class-conditional G and D",
+    "num_classes": "classes a conditional run draws (default: the dataset's)",
     "noise_dim": "dimension of the uniform [-1, 1] noise",
     "seed": "seed of the weights, data order and noise (same seed, same CPU run)",
     "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
@@ -121,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PSI",
         help="draw the noise from [-PSI, PSI] instead of [-1, 1]: fewer odd images, less "
         "variety (default 1: off)",
+    )
+    sample.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        metavar="K",
+        help="a class-conditional run: draw only class K (e.g. 7 for the digit 7)",
+    )
+    sample.add_argument(
+        "--per-class-grid",
+        action="store_true",
+        help="a class-conditional run: the grid has one row per class (--num per row)",
     )
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
 
@@ -271,6 +286,8 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_sample(args: argparse.Namespace) -> None:
+    import torch
+
     from ganforge.reporting import save_grid
     from ganforge.sampling import generate, load_generator, save_npz
     from ganforge.training import resolve_device
@@ -288,23 +305,38 @@ def _run_sample(args: argparse.Namespace) -> None:
         raise GanforgeError(f"--truncation must be in (0, 1], got {args.truncation}")
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
+    classes = getattr(generator, "num_classes", 0)
+    if (args.label is not None or args.per_class_grid) and not classes:
+        raise GanforgeError(
+            f"{args.run} is not class-conditional: --class and --per-class-grid need a run "
+            "trained with --conditioning"
+        )
+    if args.label is not None and not 0 <= args.label < classes:
+        raise GanforgeError(f"--class must be from 0 to {classes - 1}, got {args.label}")
+    num, labels = args.num, None
+    if args.label is not None:
+        labels = torch.full((num,), args.label)
+    elif args.per_class_grid:
+        num = args.num * classes
+        labels = torch.arange(classes).repeat_interleave(args.num)
     images = generate(
         generator,
-        args.num,
+        num,
         config["noise_dim"],
         seed=args.seed,
         truncation=args.truncation,
+        labels=labels,
         device=device,
     )
     if args.out is not None:
         save_npz(images, args.out)
-        print(f"wrote {args.num} images to {args.out}")
+        print(f"wrote {num} images to {args.out}")
     if args.grid is not None:
         try:
-            save_grid(images, args.grid)
+            save_grid(images, args.grid, nrow=args.num if args.per_class_grid else None)
         except OSError as exc:
             raise GanforgeError(f"cannot write {args.grid}: {exc.strerror or exc}") from None
-        print(f"wrote a grid of {args.num} images to {args.grid}")
+        print(f"wrote a grid of {num} images to {args.grid}")
 
 
 def _run_interpolate(args: argparse.Namespace) -> None:
@@ -334,7 +366,9 @@ def _run_interpolate(args: argparse.Namespace) -> None:
     rng = torch.Generator().manual_seed(args.seed)
     ends = sample_noise(2 * args.rows, config["noise_dim"], generator=rng)
     walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
-    images = generate_from(generator, walks.flatten(0, 1), device=device)  # row by row
+    classes = getattr(generator, "num_classes", 0)  # a conditional walk keeps its row's class
+    labels = (torch.arange(args.rows) % classes).repeat_interleave(args.steps) if classes else None
+    images = generate_from(generator, walks.flatten(0, 1), labels, device=device)  # by rows
     try:
         save_grid(images, grid, nrow=args.steps)
     except OSError as exc:
@@ -364,7 +398,15 @@ PRESET_KEYS = (
     "sample_every",
 )
 #: Shown only where a preset turns them on.
-PRESET_OPTIONS = ("n_critic", "gp_weight", "r1_gamma", "weight_clip", "spectral_norm", "ema")
+PRESET_OPTIONS = (
+    "n_critic",
+    "gp_weight",
+    "r1_gamma",
+    "weight_clip",
+    "spectral_norm",
+    "ema",
+    "conditioning",
+)
 
 
 def _run_presets(args: argparse.Namespace) -> None:
@@ -523,4 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganforge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ganforge ... | head`: the reader has gone, as it meant to
+        sys.stderr.close()
+        return 141
     return 0

@@ -21,7 +21,7 @@ from ganforge import __version__
 from ganforge.data import check_dataset_name
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
-from ganforge.models import ARCHITECTURES, INITS
+from ganforge.models import ARCHITECTURES, CONDITIONINGS, INITS
 from ganforge.performance import PRECISIONS
 from ganforge.presets import PRESETS
 
@@ -78,6 +78,8 @@ class TrainConfig:
     weight_clip: float = 0.0  # clip D's weights to [-c, c] after each update (0: off)
     spectral_norm: bool = False  # spectral normalisation of D's layers
     ema: float = 0.0  # decay of an EMA of G's weights, used for samples and scores (0: off)
+    conditioning: str = "none"  # none | projection | acgan: class-conditional G and D
+    num_classes: int = 0  # labels a conditional run draws from (0: the dataset's class count)
     noise_dim: int = 96
     seed: int = 0
     device: str = "auto"
@@ -245,6 +247,8 @@ def validate(config: TrainConfig) -> None:
     choice("device", DEVICES)
     choice("precision", PRECISIONS)
     choice("optimizer", OPTIMIZERS)
+    choice("conditioning", tuple(CONDITIONINGS))
+    integer("num_classes", 0)
     if isinstance(config.dataset, str):
         try:
             check_dataset_name(config.dataset)

@@ -25,6 +25,7 @@ from ganforge.metrics import (
     nearest_distances,
     precision_recall_density_coverage,
 )
+from ganforge.sampling import balanced_labels
 
 
 def npz_images(path: Path) -> torch.Tensor:
@@ -178,7 +179,10 @@ def evaluate(
     _check_fits(images, evaluator, test)
     reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)
-    result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed)
+    classes = config.get("num_classes", 0) if config.get("conditioning", "none") != "none" else 0
+    # A conditional run's samples were asked for every class in turn (balanced_labels).
+    labels = balanced_labels(images.shape[0], classes) if classes else None
+    result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed, labels=labels)
     points = _reference_points(
         reference, train, images.shape[0], seed, prdc_num, resolve_data_root(root)
     )
@@ -210,6 +214,7 @@ ROWS = [
     ("density", "density ↑", "{:.3f}"),
     ("coverage", "coverage ↑", "{:.3f}"),
     ("classes_covered", "classes ≥ 2%", "{}"),
+    ("conditional_accuracy", "conditional accuracy ↑", "{:.4f}"),
     ("kl_uniform", "KL(classes ‖ uniform) ↓", "{:.4f}"),
     ("memorisation_ratio", "memorisation ratio", "{:.3f}"),
 ]

@@ -160,14 +160,26 @@ class ReferenceSet:
         ).item()
 
 
-def quick_scores(reference: ReferenceSet, images: torch.Tensor) -> dict[str, Any]:
-    """FID and mode coverage only: cheap enough to run during training."""
+def conditional_accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of samples asked to be class ``labels[i]`` that the evaluator classifies as
+    that class (``probabilities``: ``(N, classes)``)."""
+    return (probabilities.argmax(dim=1) == labels.to(probabilities.device)).double().mean().item()
+
+
+def quick_scores(
+    reference: ReferenceSet, images: torch.Tensor, labels: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """FID and mode coverage only (and, for samples asked to be the classes ``labels``, the
+    conditional accuracy): cheap enough to run during training."""
     _, probabilities = reference.evaluator.embed(images)
     coverage = class_coverage(probabilities, reference.evaluator.classes)
-    return {
+    scores = {
         "fid": reference.frechet_distance(images),
         "classes_covered": coverage["classes_covered"],
     }
+    if labels is not None:
+        scores["conditional_accuracy"] = conditional_accuracy(probabilities, labels)
+    return scores
 
 
 def all_scores(
@@ -177,8 +189,10 @@ def all_scores(
     k: int = K_NEIGHBOURS,
     prdc_num: int = 5000,
     seed: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Every metric of this module for uint8 ``images`` against ``reference``."""
+    """Every metric of this module for uint8 ``images`` against ``reference`` (the conditional
+    accuracy too when ``labels`` says which class each image was asked to be)."""
     from torchmetrics.image.inception import InceptionScore
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -214,6 +228,8 @@ def all_scores(
     pick = torch.randperm(test_features.shape[0], generator=torch.Generator().manual_seed(seed))
     scores.update(precision_recall_density_coverage(test_features[pick[:n]], features[:n], k))
     scores.update(class_coverage(probabilities, evaluator.classes))
+    if labels is not None:
+        scores["conditional_accuracy"] = conditional_accuracy(probabilities, labels)
     if reference.train_features is not None:
         scores["memorisation_ratio"] = reference.memorisation_ratio(features)
     for key, value in scores.items():

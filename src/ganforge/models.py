@@ -61,6 +61,10 @@ class MLPDiscriminator(nn.Module):
         """``(N, 1, 28, 28)`` or ``(N, 784)`` → scores ``(N, 1)``."""
         return self.net(images)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the last layer scores: ``(N, 256)``."""
+        return self.net[:-1](images)
+
 
 class MLPGenerator(nn.Module):
     """noise_dim → 1024 → 1024 → 784 with ReLU, ReLU, tanh."""
@@ -110,6 +114,10 @@ class DCGANDiscriminator(nn.Module):
         """``(N, 1, 28, 28)`` or ``(N, 784)`` → scores ``(N, 1)``."""
         return self.net(images.reshape(-1, *IMAGE_SHAPE))
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the last layer scores: ``(N, 1024)``."""
+        return self.net[:-1](images.reshape(-1, *IMAGE_SHAPE))
+
 
 class DCGANGenerator(nn.Module):
     """The InfoGAN MNIST generator (Chen et al. 2016, appendix C.1).
@@ -151,6 +159,68 @@ def apply_spectral_norm(model: nn.Module) -> nn.Module:
     return model
 
 
+LABEL_EMBEDDING = 32
+
+
+class ConditionalGenerator(nn.Module):
+    """``G(z, y)``: a learned embedding of the class label ``y`` joins the noise at the input of
+    an unconditional generator (Mirza & Osindero 2014).
+
+    ``noise (N, noise_dim)`` in ``[-1, 1]`` and ``labels (N,)`` in ``[0, num_classes)`` →
+    images ``(N, 1, 28, 28)`` in ``[-1, 1]``.
+    """
+
+    def __init__(self, generator_cls: type[nn.Module], noise_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.noise_dim, self.num_classes = noise_dim, num_classes
+        self.embed = nn.Embedding(num_classes, LABEL_EMBEDDING)
+        self.body = generator_cls(noise_dim + LABEL_EMBEDDING)
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([noise, self.embed(labels).to(noise.dtype)], dim=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """``D(x, y) = ψ(φ(x)) + ⟨e(y), φ(x)⟩`` (Miyato & Koyama 2018): an unconditional
+    discriminator's features φ and last layer ψ, plus the inner product of the features with a
+    learned embedding of the label. Images and labels ``(N,)`` → scores ``(N, 1)``."""
+
+    def __init__(self, body: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.body, self.num_classes = body, num_classes
+        self.embed = nn.Embedding(num_classes, body.net[-1].in_features)
+        nn.init.xavier_uniform_(self.embed.weight)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        features = self.body.features(images)
+        projection = (self.embed(labels).to(features.dtype) * features).sum(dim=1, keepdim=True)
+        return self.body.net[-1](features) + projection
+
+
+class AuxiliaryClassifierDiscriminator(nn.Module):
+    """AC-GAN's discriminator (Odena et al. 2017): from an unconditional discriminator's
+    features, its real/fake score ``(N, 1)`` and class logits ``(N, num_classes)``; the label
+    is not an input (it is what the second head predicts)."""
+
+    def __init__(self, body: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.body, self.num_classes = body, num_classes
+        self.classifier = nn.Linear(body.net[-1].in_features, num_classes)
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body.features(images)
+        return self.body.net[-1](features), self.classifier(features)
+
+
+#: Conditioning name → the discriminator wrapper that adds the labels (``none``: unconditional).
+CONDITIONINGS = {
+    "none": None,
+    "projection": ProjectionDiscriminator,
+    "acgan": AuxiliaryClassifierDiscriminator,
+}
+
 #: Architecture name → (generator class, discriminator class). Presets name an architecture.
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (MLPGenerator, MLPDiscriminator),
@@ -161,12 +231,30 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 INITS = {"default": None, "xavier": xavier_init_}
 
 
+def build_generator(
+    architecture: str, noise_dim: int, conditioning: str = "none", num_classes: int = 0
+) -> nn.Module:
+    """The generator of an architecture in :data:`ARCHITECTURES`, conditional on a class label
+    unless ``conditioning`` is ``none``."""
+    generator_cls = ARCHITECTURES[architecture][0]
+    if conditioning == "none":
+        return generator_cls(noise_dim)
+    return ConditionalGenerator(generator_cls, noise_dim, num_classes)
+
+
 def build_models(
-    architecture: str, noise_dim: int, init: str = "default"
+    architecture: str,
+    noise_dim: int,
+    init: str = "default",
+    conditioning: str = "none",
+    num_classes: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
-    """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`."""
-    generator_cls, discriminator_cls = ARCHITECTURES[architecture]
-    generator, discriminator = generator_cls(noise_dim), discriminator_cls()
+    """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`
+    and a conditioning in :data:`CONDITIONINGS` (over ``num_classes`` labels)."""
+    generator = build_generator(architecture, noise_dim, conditioning, num_classes)
+    discriminator = ARCHITECTURES[architecture][1]()
+    if conditioning != "none":
+        discriminator = CONDITIONINGS[conditioning](discriminator, num_classes)
     init_fn = INITS[init]
     if init_fn is not None:
         generator.apply(init_fn)

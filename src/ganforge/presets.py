@@ -70,6 +70,25 @@ PRESETS: dict[str, dict] = {
         "epochs": 5,
         "eval_every": 500,
     },
+    "cgan": {
+        "description": "class-conditional DCGAN: label embedding in G, projection D "
+        "(Miyato & Koyama 2018)",
+        "architecture": "dcgan",
+        "loss": "gan",
+        "init": "xavier",
+        "conditioning": "projection",
+        "epochs": 5,
+        "eval_every": 500,
+    },
+    "acgan": {
+        "description": "class-conditional DCGAN with an auxiliary classifier D (Odena et al. 2017)",
+        "architecture": "dcgan",
+        "loss": "gan",
+        "init": "xavier",
+        "conditioning": "acgan",
+        "epochs": 5,
+        "eval_every": 500,
+    },
     "dcgan-ema": {
         "description": "the assignment's DCGAN, sampled from an EMA of G's weights (decay 0.999)",
         "architecture": "dcgan",

@@ -52,7 +52,7 @@ from ganforge.reporting import (
     save_timeline_gif,
     truncate_metrics,
 )
-from ganforge.sampling import generate
+from ganforge.sampling import balanced_labels, generate, generate_from
 
 
 @dataclass
@@ -244,7 +244,7 @@ class RunFolder:
         sampler = self.gan.sampler
         sampler.eval()
         with torch.inference_mode():
-            images = sampler(self.fixed_noise)
+            images = generate_from(sampler, self.fixed_noise, device=self.device)
         sampler.train(sampler is self.gan.generator)  # the EMA copy only ever samples
         save_grid(images, self.run_dir / "samples" / name)
         if self.board:
@@ -257,7 +257,10 @@ class RunFolder:
             sampler, config.eval_num, config.noise_dim, seed=config.seed + 3, device=self.device
         )
         sampler.train(sampler is self.gan.generator)
-        scores = quick_scores(self.reference, to_uint8(fake))
+        labels = (
+            balanced_labels(config.eval_num, self.gan.num_classes) if self.gan.num_classes else None
+        )
+        scores = quick_scores(self.reference, to_uint8(fake), labels)
         self.last_fid = scores["fid"]
         self.log.write({"step": step, **scores, "evaluator": self.reference.evaluator.name})
         if self.board:

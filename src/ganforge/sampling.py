@@ -15,7 +15,7 @@ from ganforge.checkpoint import load_checkpoint, load_weights, sampling_weights
 from ganforge.data import to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_bytes
-from ganforge.models import ARCHITECTURES, sample_noise
+from ganforge.models import ARCHITECTURES, CONDITIONINGS, build_generator, sample_noise
 from ganforge.reporting import write_gif
 
 
@@ -30,23 +30,40 @@ def load_generator(
     checkpoint = load_checkpoint(run_or_checkpoint)
     config = checkpoint["config"]
     architecture, noise_dim = config.get("architecture"), config.get("noise_dim")
+    conditioning, classes = config.get("conditioning", "none"), config.get("num_classes", 0)
     if architecture not in ARCHITECTURES or not isinstance(noise_dim, int):
         raise GanforgeError(f"{checkpoint['path']}: its config names no known architecture")
-    generator = ARCHITECTURES[architecture][0](noise_dim)
+    if conditioning not in CONDITIONINGS or not isinstance(classes, int):
+        raise GanforgeError(f"{checkpoint['path']}: its config names no known conditioning")
+    generator = build_generator(architecture, noise_dim, conditioning, classes)
     load_weights(generator, sampling_weights(checkpoint), "generator", checkpoint["path"])
     return generator.to(device).eval(), config
+
+
+def balanced_labels(num: int, num_classes: int) -> torch.Tensor:
+    """``0, 1, …, num_classes − 1, 0, 1, …``: ``num`` labels, every class equally often."""
+    return torch.arange(num) % num_classes
 
 
 @torch.inference_mode()
 def generate_from(
     generator: nn.Module,
     noise: torch.Tensor,
+    labels: torch.Tensor | None = None,
     *,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """The images ``(N, C, H, W)`` in ``[-1, 1]`` of noise ``(N, noise_dim)``, in batches."""
-    return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(batch_size)])
+    """The images ``(N, C, H, W)`` in ``[-1, 1]`` of noise ``(N, noise_dim)``, in batches.
+
+    A class-conditional generator draws the classes ``labels`` ``(N,)``, by default every
+    class equally often (:func:`balanced_labels`)."""
+    classes = getattr(generator, "num_classes", 0)
+    if not classes:
+        return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(batch_size)])
+    labels = balanced_labels(noise.shape[0], classes) if labels is None else labels
+    chunks = zip(noise.split(batch_size), labels.split(batch_size), strict=True)
+    return torch.cat([generator(z.to(device), y.to(device)).cpu() for z, y in chunks])
 
 
 def generate(
@@ -56,10 +73,12 @@ def generate(
     *,
     seed: int = 0,
     truncation: float = 1.0,
+    labels: torch.Tensor | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from noise seeded by ``seed``.
+    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from noise seeded by ``seed`` (and, for
+    a class-conditional generator, of the classes ``labels``: by default all, equally often).
 
     ``truncation`` ψ in ``(0, 1]`` draws the noise from ``[-ψ, ψ]`` instead of ``[-1, 1]``: the
     uniform noise truncated to its central part (the truncation trick of Brock et al. 2019 for
@@ -69,7 +88,7 @@ def generate(
         raise GanforgeError(f"truncation must be in (0, 1], got {truncation}")
     rng = torch.Generator().manual_seed(seed)
     noise = sample_noise(num, noise_dim, generator=rng) * truncation
-    return generate_from(generator, noise, batch_size=batch_size, device=device)
+    return generate_from(generator, noise, labels, batch_size=batch_size, device=device)
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str) -> torch.Tensor:

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ganforge.checkpoint import load_latest_checkpoint, load_weights
 from ganforge.config import TrainConfig, config_from_checkpoint, resume_config
@@ -66,6 +67,19 @@ from ganforge.runs import (
 )
 
 
+def _ema_average(decay: float):
+    """``AveragedModel``'s averaging step for an exponential moving average with TensorFlow's
+    warm-up (``ExponentialMovingAverage`` with ``num_updates``): the rate is
+    ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average forgets the
+    random initial weights within tens of steps rather than ``1 / (1 − decay)``."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor):
+        rate = ((1 + updates) / (10 + updates)).clamp(max=decay).to(averaged.dtype)
+        return rate * averaged + (1 - rate) * current
+
+    return average
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -96,6 +110,7 @@ class GAN:
     r1_gamma: float = 0.0  # R1's γ
     weight_clip: float = 0.0  # WGAN's clipping of D's weights to [-c, c]
     ema_decay: float = 0.0  # an exponential moving average of G's weights (0: none)
+    num_classes: int = 0  # a conditional GAN's label count (0: unconditional)
     g_synced: nn.Module = field(init=False, repr=False)
     d_synced: nn.Module = field(init=False, repr=False)
     g_local: nn.Module = field(init=False, repr=False)
@@ -104,12 +119,11 @@ class GAN:
 
     def __post_init__(self) -> None:
         self.device = next(self.generator.parameters()).device
-        # The EMA copy holds averaged weights and BatchNorm statistics; it only samples.
+        # The EMA copy averages G's weights and only samples; see update_ema.
         self.ema = None
         if self.ema_decay:
-            self.ema = AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True
-            ).eval()
+            average = _ema_average(self.ema_decay)
+            self.ema = AveragedModel(self.generator, avg_fn=average, use_buffers=False).eval()
         self.g_scaler = grad_scaler(self.device, self.precision)
         self.d_scaler = grad_scaler(self.device, self.precision)
         # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
@@ -133,6 +147,17 @@ class GAN:
 
     def autocast(self):
         return autocast(self.device, self.precision)
+
+    def update_ema(self) -> None:
+        """Average G's weights into the EMA copy, and give it G's BatchNorm statistics as they
+        are: statistics averaged over weights that no longer exist would not fit the averaged
+        weights' activations."""
+        self.ema.update_parameters(self.generator)
+        with torch.no_grad():
+            for mine, current in zip(
+                self.ema.module.buffers(), self.generator.buffers(), strict=True
+            ):
+                mine.copy_(current)
 
     @property
     def sampler(self) -> nn.Module:
@@ -229,52 +254,97 @@ def _global_draw(
     return draw(global_batch, noise_generator)[gan.shard.local_slice(global_batch)]
 
 
-def _discriminator_update(
-    gan: GAN, real: torch.Tensor, noise_generator: torch.Generator | None
-) -> tuple[dict[str, torch.Tensor], bool]:
-    """One discriminator (critic) update on ``real`` and fresh fake images, with the
-    regularisers the GAN asks for; returns its logged tensors and whether it was applied."""
-    local_batch = real.shape[0]
-    global_batch = local_batch * gan.shard.world_size
+def _fake_inputs(
+    gan: GAN, like: torch.Tensor, noise_generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This process's share of a fresh batch of noise and, for a conditional GAN, of labels
+    drawn uniformly over the classes (``None`` otherwise); ``like``: its real images."""
+    global_batch = like.shape[0] * gan.shard.world_size
     noise = _global_draw(
         gan,
         lambda n, g: sample_noise(
-            n, gan.noise_dim, generator=g, device=real.device, dtype=real.dtype
+            n, gan.noise_dim, generator=g, device=like.device, dtype=like.dtype
         ),
         global_batch,
         noise_generator,
     )
+    if not gan.num_classes:
+        return noise, None
+    labels = _global_draw(
+        gan,
+        lambda n, g: torch.randint(gan.num_classes, (n,), generator=g, device=like.device),
+        global_batch,
+        noise_generator,
+    )
+    return noise, labels
+
+
+def _generate(generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None):
+    return generator(noise) if labels is None else generator(noise, labels)
+
+
+def _discriminate(
+    discriminator: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(scores, class logits)``: the logits of an AC-GAN discriminator, ``None`` otherwise."""
+    out = discriminator(images) if labels is None else discriminator(images, labels)
+    return out if isinstance(out, tuple) else (out, None)
+
+
+def _class_loss(logits: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | float:
+    """AC-GAN's auxiliary cross-entropy (0 for the other discriminators)."""
+    return 0.0 if logits is None else F.cross_entropy(_full_precision(logits), labels)
+
+
+def _discriminator_update(
+    gan: GAN,
+    real: torch.Tensor,
+    real_labels: torch.Tensor | None,
+    noise_generator: torch.Generator | None,
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """One discriminator (critic) update on ``real`` and fresh fake images, with the
+    regularisers the GAN asks for; returns its logged tensors and whether it was applied."""
+    local_batch = real.shape[0]
+    noise, fake_labels = _fake_inputs(gan, real, noise_generator)
     gan.d_optimizer.zero_grad(set_to_none=True)
     with torch.no_grad(), gan.autocast():
-        fake = gan.g_local(noise)
+        fake = _generate(gan.g_local, noise, fake_labels)
     with gan.autocast():
         if gan.joint_d_pass:
-            scores = gan.d_synced(torch.cat([real, fake.to(real.dtype)]))
+            labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+            scores, logits = _discriminate(
+                gan.d_synced, torch.cat([real, fake.to(real.dtype)]), labels
+            )
             scores_real, scores_fake = scores[:local_batch], scores[local_batch:]
+            logits_real, logits_fake = (None, None) if logits is None else logits.split(local_batch)
         else:
-            scores_real, scores_fake = gan.d_synced(real), gan.d_synced(fake)
+            scores_real, logits_real = _discriminate(gan.d_synced, real, real_labels)
+            scores_fake, logits_fake = _discriminate(gan.d_synced, fake, fake_labels)
     scores_real, scores_fake = _full_precision(scores_real), _full_precision(scores_fake)
     loss = gan.objective.discriminator_loss(scores_real, scores_fake)
+    loss = loss + _class_loss(logits_real, real_labels) + _class_loss(logits_fake, fake_labels)
     logged = {
         "d_loss": loss.detach(),
         "d_real": gan.objective.score_summary(scores_real.detach()),
         "d_fake": gan.objective.score_summary(scores_fake.detach()),
     }
+
     # Penalties differentiate D's input gradient: the plain module, in full precision (neither
     # torch.compile nor DDP takes a double backward).
+    def critic(images: torch.Tensor) -> torch.Tensor:
+        return _discriminate(gan.discriminator, images, real_labels)[0]
+
     penalty = torch.zeros((), device=real.device, dtype=loss.dtype)
     if gan.gp_weight:
         mix = _global_draw(
             gan,
             lambda n, g: torch.rand(n, generator=g, device=real.device, dtype=real.dtype),
-            global_batch,
+            local_batch * gan.shard.world_size,
             noise_generator,
         )
-        penalty = penalty + gan.gp_weight * gradient_penalty(
-            gan.discriminator, real, fake.to(real.dtype), mix
-        )
+        penalty = penalty + gan.gp_weight * gradient_penalty(critic, real, fake.to(real.dtype), mix)
     if gan.r1_gamma:
-        penalty = penalty + gan.r1_gamma / 2 * r1_penalty(gan.discriminator, real)
+        penalty = penalty + gan.r1_gamma / 2 * r1_penalty(critic, real)
     if gan.gp_weight or gan.r1_gamma:
         logged["d_penalty"] = penalty.detach()
     updated = _backward_and_update(gan, loss + penalty, gan.d_optimizer, gan.d_scaler)
@@ -289,6 +359,7 @@ def training_step(
     gan: GAN,
     real: torch.Tensor | Sequence[torch.Tensor],
     noise_generator: torch.Generator | None = None,
+    labels: torch.Tensor | Sequence[torch.Tensor] | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """One iteration: ``gan.n_critic`` discriminator updates, each on its own real batch and
     fresh fake images, then a generator update on another fresh noise batch (the assignment
@@ -296,37 +367,37 @@ def training_step(
 
     ``real``: this process's images ``(n, C, H, W)`` in ``[-1, 1]`` (the whole batch on one
     process, its shard under torchrun), one batch per discriminator update (a single tensor
-    when there is one). Returns the logged numbers, averaged over processes: the losses, D's
-    outputs on real and fake read through the objective (of the last D update), the penalty
-    when one is on, and with ``gan.skip_nonfinite`` how many updates were dropped; and the
-    generator's images of the G step, ``(n, C, H, W)``, detached.
+    when there is one); ``labels``: their classes ``(n,)`` alike, for a conditional GAN. Returns
+    the logged numbers, averaged over processes: the losses, D's outputs on real and fake read
+    through the objective (of the last D update), the penalty when one is on, and with
+    ``gan.skip_nonfinite`` how many updates were dropped; and the generator's images of the G
+    step, ``(n, C, H, W)``, detached.
     """
     reals = [real] if isinstance(real, torch.Tensor) else list(real)
     if len(reals) != gan.n_critic:
         raise ValueError(f"{len(reals)} real batches for {gan.n_critic} discriminator updates")
+    if gan.num_classes and labels is None:
+        raise ValueError("a conditional GAN trains on labelled images: pass labels")
+    if labels is None:
+        label_batches = [None] * len(reals)
+    else:
+        label_batches = [labels] if isinstance(labels, torch.Tensor) else list(labels)
     skipped = 0
-    for batch in reals:
-        logged, updated = _discriminator_update(gan, batch, noise_generator)
+    for batch, batch_labels in zip(reals, label_batches, strict=True):
+        logged, updated = _discriminator_update(gan, batch, batch_labels, noise_generator)
         skipped += not updated
 
-    global_batch = reals[-1].shape[0] * gan.shard.world_size
-    noise = _global_draw(
-        gan,
-        lambda n, g: sample_noise(
-            n, gan.noise_dim, generator=g, device=reals[-1].device, dtype=reals[-1].dtype
-        ),
-        global_batch,
-        noise_generator,
-    )
+    noise, fake_labels = _fake_inputs(gan, reals[-1], noise_generator)
     gan.g_optimizer.zero_grad(set_to_none=True)
     with _frozen(gan.discriminator):  # D's weight gradients would go unused
         with gan.autocast():
-            fake = gan.g_synced(noise)
-            scores_g = gan.d_local(fake)
+            fake = _generate(gan.g_synced, noise, fake_labels)
+            scores_g, logits_g = _discriminate(gan.d_local, fake, fake_labels)
         g_loss = gan.objective.generator_loss(_full_precision(scores_g))
+        g_loss = g_loss + _class_loss(logits_g, fake_labels)
         skipped += not _backward_and_update(gan, g_loss, gan.g_optimizer, gan.g_scaler)
     if gan.ema is not None:
-        gan.ema.update_parameters(gan.generator)
+        gan.update_ema()
 
     logged["g_loss"] = g_loss.detach()
     names = [name for name in STAT_NAMES if name in logged]
@@ -371,13 +442,15 @@ def iterate_training(
     noise_generator: torch.Generator | None = None,
     shuffle: bool = True,
     start_step: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[Iteration]:
     """Train over ``epochs`` passes of ``images`` (uint8 ``(N, C, H, W)``, on the models' device).
 
     Each epoch draws a fresh permutation from ``data_generator`` (or goes in order when
     ``shuffle`` is false) and drops the last incomplete batch. ``batch_size`` is the global
     batch; under torchrun each process trains on its slice of it. ``max_steps`` counts from
-    the run's start.
+    the run's start. ``labels`` ``(N,)``, on the same device: the images' classes, which a
+    conditional GAN trains on.
 
     ``start_step`` continues a run after that many steps; ``data_generator`` must then hold
     the :attr:`Iteration.resume_data_state` of that step, and the networks, optimizers and
@@ -401,7 +474,8 @@ def iterate_training(
             if max_steps is not None and step >= max_steps:
                 return
             reals = [preprocess_images(images[index]) for index in indices[i]]
-            stats, fake = training_step(gan, reals, noise_generator)
+            classes = None if labels is None else [labels[index] for index in indices[i]]
+            stats, fake = training_step(gan, reals, noise_generator, classes)
             step += 1
             end_of_epoch = i == per_epoch - 1
             if end_of_epoch and data_generator is not None:
@@ -430,7 +504,9 @@ def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_P
 
     Weights come from torch's global generator: seed it first for a reproducible run.
     """
-    generator, discriminator = build_models(config.architecture, config.noise_dim, config.init)
+    generator, discriminator = build_models(
+        config.architecture, config.noise_dim, config.init, config.conditioning, config.num_classes
+    )
     if config.spectral_norm:
         discriminator = apply_spectral_norm(discriminator)
     if config.sync_bn:
@@ -454,6 +530,7 @@ def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_P
         r1_gamma=config.r1_gamma,
         weight_clip=config.weight_clip,
         ema_decay=config.ema,
+        num_classes=config.num_classes if config.conditioning != "none" else 0,
     )
 
 
@@ -594,6 +671,13 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
             f"{config.n_critic} discriminator updates of batch {config.batch_size} need "
             f"{config.n_critic * config.batch_size} images per iteration; there are {len(data)}"
         )
+    if config.conditioning != "none":
+        if len(data.classes) < 2:
+            raise GanforgeError(
+                f"conditioning {config.conditioning} needs labelled images; {config.dataset} has "
+                "one class (a folder: dataset takes its classes from sub-folders)"
+            )
+        config = dataclasses.replace(config, num_classes=config.num_classes or len(data.classes))
     total = per_epoch * config.epochs
     total = min(total, config.max_steps) if config.max_steps else total
     start_step = checkpoint["step"] if checkpoint else 0
@@ -637,6 +721,7 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
         data_generator=data_generator,
         noise_generator=noise_generator,
         start_step=start_step,
+        labels=data.labels.to(device) if gan.num_classes else None,
     )
     last = _run_loop(gan, batches, monitor, folder, shard, data_generator.get_state())
     return folder.finish(last, shard.world_size) if folder is not None else None

@@ -1,0 +1,142 @@
+"""Class-conditional generation: label embedding in G, projection and auxiliary-classifier
+discriminators, balanced sampling, ``sample --class``/``--per-class-grid`` and the conditional
+accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import tiny_train
+from ganforge.cli import main
+from ganforge.config import build_config
+from ganforge.metrics import conditional_accuracy
+from ganforge.models import (
+    AuxiliaryClassifierDiscriminator,
+    ConditionalGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    ProjectionDiscriminator,
+)
+from ganforge.sampling import balanced_labels, generate
+from ganforge.training import build_gan, training_step
+
+CPU = torch.device("cpu")
+
+
+def test_projection_discriminator_is_the_score_plus_the_label_projection():
+    torch.manual_seed(0)
+    body = MLPDiscriminator()
+    discriminator = ProjectionDiscriminator(body, num_classes=10)
+    images, labels = torch.randn(5, 1, 28, 28), torch.tensor([0, 3, 3, 9, 1])
+    features = body.net[:-1](images)  # φ(x): (5, 256)
+    expected = body.net[-1](features) + (discriminator.embed.weight[labels] * features).sum(
+        1, keepdim=True
+    )
+    torch.testing.assert_close(discriminator(images, labels), expected)
+    # The label matters: the same images asked as other classes score differently.
+    other = (labels + 1) % 10
+    assert not torch.allclose(discriminator(images, labels), discriminator(images, other))
+
+
+def test_auxiliary_classifier_discriminator_gives_a_score_and_class_logits():
+    discriminator = AuxiliaryClassifierDiscriminator(DCGANDiscriminator(), num_classes=10)
+    scores, logits = discriminator(torch.randn(4, 1, 28, 28))
+    assert scores.shape == (4, 1) and logits.shape == (4, 10)
+
+
+def test_conditional_generator_draws_the_asked_class():
+    torch.manual_seed(0)
+    generator = ConditionalGenerator(DCGANGenerator, noise_dim=96, num_classes=10).eval()
+    noise = torch.rand(3, 96) * 2 - 1
+    sevens = generator(noise, torch.full((3,), 7))
+    assert sevens.shape == (3, 1, 28, 28) and sevens.abs().max() <= 1
+    assert not torch.allclose(sevens, generator(noise, torch.full((3,), 2)))
+
+
+class LabelRecorder(nn.Module):
+    """A conditional 'generator' that remembers the labels it was asked for."""
+
+    num_classes = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, noise, labels):
+        self.seen.append(labels)
+        return noise.reshape(noise.shape[0], 1, 1, -1)
+
+
+def test_sampling_asks_for_every_class_equally_unless_told():
+    recorder = LabelRecorder()
+    generate(recorder, 25, 4, batch_size=10)
+    assert torch.cat(recorder.seen).tolist() == balanced_labels(25, 10).tolist()
+    assert torch.bincount(balanced_labels(30, 10)).tolist() == [3] * 10
+    recorder.seen.clear()
+    generate(recorder, 6, 4, labels=torch.full((6,), 7))
+    assert torch.cat(recorder.seen).tolist() == [7] * 6
+
+
+def test_conditional_accuracy_by_hand():
+    probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    assert conditional_accuracy(probabilities, torch.tensor([0, 1, 1, 1])) == 0.75
+
+
+@pytest.mark.parametrize("preset", ["cgan", "acgan"])
+def test_a_conditional_step_needs_and_uses_labels(preset):
+    config = build_config(preset, overrides={"device": "cpu", "num_classes": 10})
+    gan = build_gan(config, CPU)
+    real, labels = torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
+    stats, fake = training_step(gan, real, torch.Generator().manual_seed(0), labels)
+    assert fake.shape == (6, 1, 28, 28) and all(np.isfinite(v) for v in stats.values())
+    with pytest.raises(ValueError, match="pass labels"):
+        training_step(gan, real)
+
+
+def test_sample_by_class_and_per_class_grid_from_the_cli(tmp_path, capsys):
+    run = tmp_path / "cgan"
+    assert tiny_train(run, "--preset", "cgan", "--max-steps", "2") == 0
+    grid = tmp_path / "classes.png"
+    assert main(["sample", str(run), "--per-class-grid", "--num", "3", "--grid", str(grid)]) == 0
+    assert Image.open(grid).size == (3 * 30 + 2, 10 * 30 + 2)  # a row per class
+    out = tmp_path / "sevens.npz"
+    assert main(["sample", str(run), "--class", "7", "--num", "5", "--out", str(out)]) == 0
+    assert np.load(out)["images"].shape == (5, 28, 28)
+    capsys.readouterr()
+    assert main(["sample", str(run), "--class", "10", "--out", str(out)]) == 2
+    assert "--class must be from 0 to 9, got 10" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert tiny_train(plain, "--max-steps", "1") == 0
+    assert main(["sample", str(plain), "--class", "3", "--out", str(out)]) == 2
+    assert "is not class-conditional" in capsys.readouterr().err
+
+
+def test_conditional_runs_report_their_conditional_accuracy(tmp_path, capsys):
+    from conftest import EVAL_FLAGS
+    from ganforge.reporting import read_metrics
+
+    run = tmp_path / "acgan"
+    assert tiny_train(run, "--preset", "acgan", *EVAL_FLAGS, "--max-steps", "2") == 0
+    logged = [r for r in read_metrics(run / "metrics.jsonl") if "fid" in r]
+    assert logged and all(0 <= r["conditional_accuracy"] <= 1 for r in logged)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--num", "40", "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["samples"]["conditional_accuracy"] <= 1
+
+
+def test_conditioning_needs_labelled_images(tmp_path, capsys, image_folder):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in list(image_folder.rglob("*.png"))[:4]:
+        (flat / path.name).write_bytes(path.read_bytes())
+    args = ["--preset", "cgan", "--dataset", f"folder:{flat}", "--batch-size", "2"]
+    assert tiny_train(tmp_path / "run", *args) == 2
+    assert "needs labelled images" in capsys.readouterr().err
