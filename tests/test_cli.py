@@ -1,6 +1,7 @@
 """End to end through the command line, on tiny synthetic data (see conftest.py)."""
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_train
+from conftest import EVAL_FLAGS, tiny_train
 from ganforge import __version__
 from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
@@ -292,3 +293,15 @@ def test_sample_bad_arguments(gan_run, tmp_path, capsys):
     assert "must end in .npz" in error_lines(capsys)[0]
     assert main(["sample", str(gan_run), "--num", "0", "--out", str(tmp_path / "x.npz")]) == 2
     assert "--num must be from 1 to 1,000,000, got 0" in error_lines(capsys)[0]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_trains_evaluates_and_samples_on_tiny_data(tmp_path, preset):
+    run, grid = tmp_path / preset, tmp_path / f"{preset}.png"
+    flags = ["--preset", preset, "--train-size", "320", "--max-steps", "2", *EVAL_FLAGS]
+    assert tiny_train(run, *flags) == 0
+    evaluation = json.loads((run / "eval.json").read_text())["samples"]
+    assert math.isfinite(evaluation["fid"]) and evaluation["num"] == 64
+    assert (run / "samples" / "final.png").is_file()
+    assert main(["sample", str(run), "--num", "4", "--grid", str(grid)]) == 0
+    assert grid.is_file()

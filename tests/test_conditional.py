@@ -51,11 +51,16 @@ def test_auxiliary_classifier_discriminator_gives_a_score_and_class_logits():
 
 def test_conditional_generator_draws_the_asked_class():
     torch.manual_seed(0)
-    generator = ConditionalGenerator(DCGANGenerator, noise_dim=96, num_classes=10).eval()
+    generator = ConditionalGenerator(DCGANGenerator(96), num_classes=10).eval()
     noise = torch.rand(3, 96) * 2 - 1
     sevens = generator(noise, torch.full((3,), 7))
     assert sevens.shape == (3, 1, 28, 28) and sevens.abs().max() <= 1
     assert not torch.allclose(sevens, generator(noise, torch.full((3,), 2)))
+    # The body sees the noise times the label's embedding, never the label without the noise.
+    torch.testing.assert_close(sevens, generator.body(noise * generator.embed.weight[7]))
+    assert torch.allclose(
+        generator(torch.zeros(3, 96), torch.arange(3)), generator.body(torch.zeros(3, 96))
+    )
 
 
 class LabelRecorder(nn.Module):
@@ -140,3 +145,30 @@ def test_conditioning_needs_labelled_images(tmp_path, capsys, image_folder):
     args = ["--preset", "cgan", "--dataset", f"folder:{flat}", "--batch-size", "2"]
     assert tiny_train(tmp_path / "run", *args) == 2
     assert "needs labelled images" in capsys.readouterr().err
+
+
+def test_acgan_discriminator_classifies_real_images_only():
+    import copy
+
+    import torch.nn.functional as F
+
+    from ganforge.losses import OBJECTIVES
+    from ganforge.models import sample_noise
+
+    torch.manual_seed(0)
+    config = build_config("acgan", overrides={"device": "cpu", "num_classes": 10})
+    gan = build_gan(config, CPU)
+    generator, discriminator = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator)
+    real, real_labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
+    stats, _ = training_step(gan, real, torch.Generator().manual_seed(3), real_labels)
+
+    draws = torch.Generator().manual_seed(3)  # the step's first draws: noise, then labels
+    noise = sample_noise(8, config.noise_dim, generator=draws)
+    fake_labels = torch.randint(10, (8,), generator=draws)
+    with torch.no_grad():
+        fake = generator(noise, fake_labels)
+        scores_real, logits_real = discriminator(real)
+        scores_fake, _ = discriminator(fake)
+    adversarial = OBJECTIVES["gan"].discriminator_loss(scores_real, scores_fake)
+    expected = adversarial + F.cross_entropy(logits_real, real_labels)
+    assert stats["d_loss"] == pytest.approx(expected.item(), rel=1e-5)

@@ -57,6 +57,7 @@ BEYOND = {
     "hinge-sn": {"loss": "hinge", "spectral_norm": True, "n_critic": 1, "gp_weight": 0.0},
     "cgan": {"loss": "gan", "conditioning": "projection", "num_classes": 0},
     "acgan": {"loss": "gan", "conditioning": "acgan", "num_classes": 0},
+    "vae": {"loss": "elbo", "likelihood": "bernoulli", "noise": "normal", "beta1": 0.9},
     "dcgan-ema": {"loss": "gan", "ema": 0.999, "lr": 1e-3, "batch_size": 128},
 }  # fmt: skip
 
@@ -239,7 +240,7 @@ def test_missing_config_file(tmp_path):
         ({"init": "orthogonal"}, "init"),
         ({"download": "yes"}, "download"),
         ({"download": 1}, "download"),
-        ({"dataset": "cifar10"}, "dataset"),
+        ({"dataset": "cifar-100"}, "dataset"),
         ({"dataset": 3}, "dataset"),
     ],
 )

@@ -601,11 +601,12 @@ def test_mnist_default_split_is_50000_then_5000(big_mnist_root):
         assert torch.equal(part.labels, torch.arange(first, first + count) % 10)
 
 
-def test_mnist_refuses_other_image_shapes():
-    with pytest.raises(GanforgeError):
+def test_mnist_refuses_colour_and_resizes_to_other_sizes():
+    with pytest.raises(GanforgeError, match="grayscale"):
         load_dataset("mnist", image_shape=(3, 28, 28))
-    with pytest.raises(GanforgeError):
-        load_dataset("mnist", image_shape=(1, 32, 32))
+    native, larger = load_dataset("mnist"), load_dataset("mnist", image_shape=(1, 32, 32))
+    assert larger.images.shape == (len(native), 1, 32, 32)
+    assert larger.images.dtype == torch.uint8 and torch.equal(larger.labels, native.labels)
 
 
 def test_unknown_split():
@@ -782,7 +783,7 @@ def test_load_dataset_uses_xdg_cache_without_ganforge_data(tmp_path, monkeypatch
     assert len(load_dataset("mnist", "test")) == 2
 
 
-@pytest.mark.parametrize("name", ["cifar10", "MNIST", "folder:", "", "fashion_mnist"])
+@pytest.mark.parametrize("name", ["cifar100", "MNIST", "folder:", "", "fashion_mnist"])
 def test_unknown_dataset_name(name):
     with pytest.raises(GanforgeError, match="unknown dataset"):
         load_dataset(name)

@@ -250,7 +250,7 @@ def test_folder_runs_are_scored_on_pixels(tmp_path, image_folder, capsys):
         (np.full((4, 28, 28), np.nan, dtype=np.float32), "NaN"),
         (np.zeros((4, 28), dtype=np.uint8), "expected N×H×W or N×H×W×C"),
         (np.zeros((0, 28, 28), dtype=np.uint8), "holds no images"),
-        (np.zeros((4, 32, 32), dtype=np.uint8), "samples are 1×32×32 images"),
+        (np.zeros((4, 32, 32, 3), dtype=np.uint8), "samples are 3×32×32 images"),
         (np.zeros((4, 28, 28, 3), dtype=np.uint8), "samples are 3×28×28 images"),
         (np.full((4, 28, 28), 3.0, dtype=np.float32), "must lie in [0, 1]"),
     ],

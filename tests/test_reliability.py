@@ -57,7 +57,7 @@ def logged_steps(run: Path) -> list[dict]:
     return [
         {k: v for k, v in record.items() if k != "time"}
         for record in read_metrics(run / "metrics.jsonl")
-        if "d_loss" in record
+        if "d_loss" in record or "loss" in record
     ]
 
 
@@ -72,6 +72,7 @@ def logged_steps(run: Path) -> list[dict]:
         ("hinge-sn", 320, 6, 12),  # spectral norm's power-iteration vectors
         ("dcgan-ema", 320, 6, 12),  # the generator's EMA
         ("cgan", 320, 6, 12),  # labels of real images, and of fakes drawn with the noise
+        ("vae", 320, 6, 12),  # the reparameterisation's normal draws
     ],
 )
 def test_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path, preset, images, first, total):

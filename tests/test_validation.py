@@ -97,10 +97,23 @@ ROWS = [
     pytest.param("train --preset began", 2, "unknown preset 'began'; choose one of: gan, lsgan"),
     pytest.param("train --architecture resnet", 2, "architecture must be one of mlp, dcgan"),
     pytest.param(
-        "train --loss began", 2, "loss must be one of gan, lsgan, wgan, hinge, got 'began'"
+        "train --loss began", 2, "loss must be one of gan, lsgan, wgan, hinge, elbo, got 'began'"
     ),
+    pytest.param("train --likelihood poisson", 2, "likelihood must be one of bernoulli, gaussian"),
+    pytest.param("train --noise gaussian", 2, "noise must be one of uniform, normal"),
+    pytest.param("train --channels 2", 2, "channels must be 0 (the architecture's or dataset's)"),
+    pytest.param("train --image-size -1", 2, "image_size must be an integer from 0 to 1,024"),
+    pytest.param(
+        "train --preset dcgan --image-size 32", 2, "the dcgan networks work on 1×28×28 images"
+    ),
+    pytest.param(
+        "train --architecture radford --image-size 48", 2, "the radford networks need square"
+    ),
+    pytest.param("train --preset vae --noise uniform", 2, "noise must be normal"),
+    pytest.param("train --preset vae --conditioning acgan", 2, "conditioning is a GAN option"),
     pytest.param("train --init orthogonal", 2, "init must be one of default, xavier"),
-    pytest.param("train --dataset cifar10", 2, "unknown dataset 'cifar10'"),
+    pytest.param("train --dataset cifar100", 2, "unknown dataset 'cifar100'"),
+    pytest.param("train --dataset cifar10", 2, "CIFAR-10 not found: unpack cifar-10-python"),
     pytest.param("train --device tpu", 2, "device must be one of auto, cpu, cuda, mps"),
     pytest.param("train --precision fp8", 2, "precision must be one of fp32, bf16, fp16"),
     pytest.param("train --on-nan explode", 2, "on_nan must be one of stop, skip-step"),
@@ -222,7 +235,7 @@ ROWS = [
         "eval run --num 8 --evaluator file.txt", 2, "file.txt is not a ganforge evaluator"
     ),
     pytest.param("eval run --num 8 --dataset folder:missing", 2, "image folder not found: missing"),
-    pytest.param("eval run --num 8 --dataset cifar10", 2, "unknown dataset 'cifar10'"),
+    pytest.param("eval run --num 8 --dataset cifar100", 2, "unknown dataset 'cifar100'"),
     pytest.param(
         "eval run --num 8 --dataset folder:photos",
         2,
@@ -246,7 +259,7 @@ ROWS = [
     pytest.param("report broken-run", 2, "broken-run/config.json is not valid JSON"),
     # --- evaluator train
     pytest.param("evaluator train", 2, "the following arguments are required: --dataset"),
-    pytest.param("evaluator train --dataset cifar10", 2, "unknown dataset 'cifar10'"),
+    pytest.param("evaluator train --dataset cifar100", 2, "unknown dataset 'cifar100'"),
     pytest.param("evaluator train --dataset folder:missing", 2, "image folder not found"),
     pytest.param("evaluator train --dataset mnist --epochs 0", 2, "--epochs must be at least 1"),
     pytest.param("evaluator train --dataset mnist --epochs ten", 2, "invalid int value: 'ten'"),

@@ -20,10 +20,13 @@ from ganforge.files import atomic_write_text, read_json
 from ganforge.presets import PRESETS
 
 FLAG_HELP = {
-    "architecture": "network pair: mlp or dcgan",
-    "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, or hinge",
+    "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), or radford "
+    "(Radford et al.'s DCGAN: 32 or 64 px, grayscale or colour)",
+    "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, hinge, or "
+    "elbo (train a VAE: G decodes, D's layers encode)",
     "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
-    "dataset": "mnist, fashion-mnist or folder:PATH",
+    "dataset": "mnist, fashion-mnist, cifar10 (torchvision's files under the data root) or "
+    "folder:PATH (your images; sub-folders are classes)",
     "data_root": "where datasets live (default: $GANFORGE_DATA, else ~/.cache/ganforge)",
     "download": "allow downloading from the original dataset mirrors",
     "train_size": "train on at most this many images (mnist default: the assignment's 50000)",
@@ -43,7 +46,12 @@ FLAG_HELP = {
     "conditioning": "none, projection (a projection D) or acgan (an auxiliary classifier D): "
     "class-conditional G and D",
     "num_classes": "classes a conditional run draws (default: the dataset's)",
-    "noise_dim": "dimension of the uniform [-1, 1] noise",
+    "noise_dim": "dimension of G's noise (a VAE's latent code)",
+    "image_size": "image height and width: mlp and dcgan draw 28; radford 32 (default) or 64",
+    "channels": "1 or 3; default: 1 for mlp and dcgan, the dataset's for radford",
+    "noise": "G's noise: uniform on [-1, 1) (the assignment's) or normal (a VAE's prior)",
+    "likelihood": "a VAE's p(x | z): bernoulli (grey levels as probabilities) or gaussian "
+    "(learned σ)",
     "seed": "seed of the weights, data order and noise (same seed, same CPU run)",
     "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
     "sample_every": "save a grid from fixed noise every N iterations",
@@ -324,6 +332,7 @@ def _run_sample(args: argparse.Namespace) -> None:
         num,
         config["noise_dim"],
         seed=args.seed,
+        noise=config.get("noise", "uniform"),
         truncation=args.truncation,
         labels=labels,
         device=device,
@@ -364,7 +373,10 @@ def _run_interpolate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
     rng = torch.Generator().manual_seed(args.seed)
-    ends = sample_noise(2 * args.rows, config["noise_dim"], generator=rng)
+    distribution = config.get("noise", "uniform")
+    ends = sample_noise(
+        2 * args.rows, config["noise_dim"], distribution=distribution, generator=rng
+    )
     walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
     classes = getattr(generator, "num_classes", 0)  # a conditional walk keeps its row's class
     labels = (torch.arange(args.rows) % classes).repeat_interleave(args.steps) if classes else None

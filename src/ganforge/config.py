@@ -18,12 +18,20 @@ from typing import Any
 import yaml
 
 from ganforge import __version__
-from ganforge.data import check_dataset_name
+from ganforge.data import check_dataset_name, native_image_shape
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
-from ganforge.models import ARCHITECTURES, CONDITIONINGS, INITS
+from ganforge.models import (
+    ARCHITECTURES,
+    CONDITIONINGS,
+    INITS,
+    NATIVE_IMAGE_SHAPE,
+    NOISE_DISTRIBUTIONS,
+    check_image_shape,
+)
 from ganforge.performance import PRECISIONS
 from ganforge.presets import PRESETS
+from ganforge.vae import LIKELIHOODS, VAE_LOSS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -59,7 +67,8 @@ class TrainConfig:
     preset: str = "gan"
     description: str = ""
     architecture: str = "mlp"  # see ganforge.models.ARCHITECTURES
-    loss: str = "gan"  # see ganforge.losses.OBJECTIVES
+    loss: str = "gan"  # see ganforge.losses.OBJECTIVES, or elbo: train a VAE (ganforge.vae)
+    likelihood: str = "bernoulli"  # the VAE's p(x | z): bernoulli | gaussian
     init: str = "default"  # default | xavier
     dataset: str = "mnist"  # mnist | fashion-mnist | folder:PATH
     data_root: str | None = None
@@ -80,7 +89,10 @@ class TrainConfig:
     ema: float = 0.0  # decay of an EMA of G's weights, used for samples and scores (0: off)
     conditioning: str = "none"  # none | projection | acgan: class-conditional G and D
     num_classes: int = 0  # labels a conditional run draws from (0: the dataset's class count)
-    noise_dim: int = 96
+    noise_dim: int = 96  # the dimension of G's noise (a VAE's latent code)
+    noise: str = "uniform"  # uniform on [-1, 1) | normal (a VAE's prior)
+    image_size: int = 0  # 0: the architecture's (mlp, dcgan: 28; radford: 32); radford: 32 | 64
+    channels: int = 0  # 0: the architecture's (mlp, dcgan: 1), radford: the dataset's (1 | 3)
     seed: int = 0
     device: str = "auto"
     out: str | None = None  # run folder; None: runs/<preset>-<timestamp>
@@ -242,7 +254,11 @@ def validate(config: TrainConfig) -> None:
         need(ok, f"{key} must be a number {bounds}, got {value!r}")
 
     choice("architecture", tuple(ARCHITECTURES))
-    choice("loss", tuple(OBJECTIVES))
+    choice("loss", (*OBJECTIVES, VAE_LOSS))
+    choice("likelihood", LIKELIHOODS)
+    choice("noise", NOISE_DISTRIBUTIONS)
+    if config.loss == VAE_LOSS:
+        _check_vae(config, need)
     choice("init", tuple(INITS))
     choice("device", DEVICES)
     choice("precision", PRECISIONS)
@@ -264,6 +280,11 @@ def validate(config: TrainConfig) -> None:
     integer("batch_size", 1)
     integer("train_size", 1, optional=True)
     integer("noise_dim", 1, maximum=MAX_NOISE_DIM)
+    integer("image_size", 0, maximum=1024)
+    need(
+        _is_int(config.channels) and config.channels in (0, 1, 3),
+        f"channels must be 0 (the architecture's or dataset's), 1 or 3, got {config.channels!r}",
+    )
     integer("seed", 0, maximum=MAX_SEED)
     integer("sample_every", 1)
     integer("grid_size", 1, maximum=MAX_GRID)
@@ -298,6 +319,42 @@ def validate(config: TrainConfig) -> None:
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
     if problems:
         raise GanforgeError("\n".join(problems))
+
+
+def _check_vae(config: TrainConfig, need) -> None:
+    """The options a VAE has no use for are refused rather than silently ignored."""
+    need(
+        config.noise == "normal",
+        "loss elbo (a VAE) samples its standard-normal prior: noise "
+        f"must be normal, got {config.noise!r}",
+    )
+    unused = {
+        "conditioning": ("none", config.conditioning),
+        "n_critic": (1, config.n_critic),
+        "gp_weight": (0, config.gp_weight),
+        "r1_gamma": (0, config.r1_gamma),
+        "weight_clip": (0, config.weight_clip),
+        "spectral_norm": (False, config.spectral_norm),
+    }
+    for key, (neutral, value) in unused.items():
+        need(value == neutral, f"{key} is a GAN option; loss elbo (a VAE) takes {key} {neutral}")
+
+
+def image_shape(config: TrainConfig) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` a run's networks draw and read: ``channels`` and ``image_size`` where
+    set, else the architecture's fixed shape (colour folders are then read as grayscale), else
+    for ``radford`` the dataset's channels at 32 pixels. Checks that the networks fit it."""
+    native = NATIVE_IMAGE_SHAPE[config.architecture]
+    if native is not None:
+        channels, size = config.channels or native[0], config.image_size or native[1]
+    else:
+        channels = config.channels or native_image_shape(config.dataset)[0]
+        size = config.image_size or 32
+    try:
+        check_image_shape(config.architecture, (channels, size, size))
+    except ValueError as exc:
+        raise GanforgeError(str(exc)) from None
+    return channels, size, size
 
 
 def format_config(config: TrainConfig) -> str:

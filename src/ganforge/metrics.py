@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ganforge.data import resize_images
 from ganforge.evaluator import Evaluator, FeatureExtractor, LogitsExtractor
 
 COVERAGE_THRESHOLD = 0.02
@@ -160,6 +161,16 @@ class ReferenceSet:
         ).item()
 
 
+def at_reference_size(images: torch.Tensor, reference_images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``images`` ``(N, C, h, w)`` resized (antialiased) to the reference's ``H × W`` when
+    the channels agree and the size does not: a 32-pixel Fashion-MNIST run is scored by the
+    28-pixel evaluator against the 28-pixel test set. Other images are returned as they are."""
+    same_channels = images.shape[1] == reference_images.shape[1]
+    if same_channels and images.shape[2:] != reference_images.shape[2:]:
+        return resize_images(images, *reference_images.shape[2:])
+    return images
+
+
 def conditional_accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
     """The fraction of samples asked to be class ``labels[i]`` that the evaluator classifies as
     that class (``probabilities``: ``(N, classes)``)."""
@@ -171,6 +182,7 @@ def quick_scores(
 ) -> dict[str, Any]:
     """FID and mode coverage only (and, for samples asked to be the classes ``labels``, the
     conditional accuracy): cheap enough to run during training."""
+    images = at_reference_size(images, reference.test_images)
     _, probabilities = reference.evaluator.embed(images)
     coverage = class_coverage(probabilities, reference.evaluator.classes)
     scores = {
@@ -193,6 +205,7 @@ def all_scores(
 ) -> dict[str, Any]:
     """Every metric of this module for uint8 ``images`` against ``reference`` (the conditional
     accuracy too when ``labels`` says which class each image was asked to be)."""
+    images = at_reference_size(images, reference.test_images)
     from torchmetrics.image.inception import InceptionScore
     from torchmetrics.image.kid import KernelInceptionDistance
 

@@ -102,7 +102,9 @@ class TrainingMonitor:
             if names:
                 shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
                 problems.append(f"the {NETWORKS[key]}'s weights hold NaN or Inf ({shown})")
-        losses = [f"{NETWORKS[k]} loss" for k in "dg" if not math.isfinite(stats[f"{k}_loss"])]
+        losses = [
+            f"{NETWORKS[k]} loss" for k in "dg" if not math.isfinite(stats.get(f"{k}_loss", 0.0))
+        ]
         if losses:
             problems.insert(0, f"the {' and '.join(losses)} became NaN or Inf")
         if not problems:

@@ -89,6 +89,19 @@ PRESETS: dict[str, dict] = {
         "epochs": 5,
         "eval_every": 500,
     },
+    "vae": {
+        "description": "convolutional VAE (Kingma & Welling 2014): the dcgan generator decodes, "
+        "its discriminator's layers encode; Bernoulli likelihood, standard-normal prior",
+        "architecture": "dcgan",
+        "loss": "elbo",
+        "likelihood": "bernoulli",
+        "noise": "normal",
+        "noise_dim": 32,
+        "init": "xavier",
+        "beta1": 0.9,
+        "epochs": 5,
+        "eval_every": 500,
+    },
     "dcgan-ema": {
         "description": "the assignment's DCGAN, sampled from an EMA of G's weights (decay 0.999)",
         "architecture": "dcgan",

@@ -106,21 +106,29 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def plot_losses(records: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Plot D and G losses (raw, faint, and a moving average) and D's outputs against step."""
-    records = [r for r in records if "d_loss" in r]  # evaluation records carry no losses
+    """Plot a GAN's D and G losses (raw, faint, and a moving average) and D's outputs against
+    the iteration; for a VAE, −ELBO and its two terms (nats per image)."""
+    vae = any("kl" in r for r in records)
+    records = [r for r in records if ("loss" if vae else "d_loss") in r]  # not evaluations
     steps = [r["step"] for r in records]
     fig = _figure(9, 3.4)
     loss_ax, score_ax = fig.subplots(1, 2)
     window = max(1, len(records) // 50)
-    for key, colour in (("d_loss", "tab:blue"), ("g_loss", "tab:orange")):
+    curves = (("d_loss", "tab:blue"), ("g_loss", "tab:orange"))
+    if vae:
+        curves = (("loss", "tab:blue"), ("reconstruction", "tab:orange"))
+    for key, colour in curves:
         values = [r[key] for r in records]
         loss_ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.6)
-        loss_ax.plot(steps, _smooth(values, window), color=colour, label=key.replace("_", " "))
-    loss_ax.set(xlabel="iteration", ylabel="loss", title="losses")
+        label = "−ELBO" if key == "loss" else key.replace("_", " ")
+        loss_ax.plot(steps, _smooth(values, window), color=colour, label=label)
+    loss_ax.set(xlabel="iteration", ylabel="nats per image" if vae else "loss", title="losses")
     loss_ax.legend()
-    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+    outputs = (("kl", "KL(q(z|x) ‖ p(z))"),) if vae else (("d_real", "D(x)"), ("d_fake", "D(G(z))"))
+    for key, label in outputs:
         score_ax.plot(steps, _smooth([r[key] for r in records], window), label=label)
-    score_ax.set(xlabel="iteration", title="discriminator outputs (moving average)")
+    what = "the KL term" if vae else "discriminator outputs"
+    score_ax.set(xlabel="iteration", title=f"{what} (moving average)")
     score_ax.legend()
     if title:
         fig.suptitle(title)

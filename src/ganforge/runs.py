@@ -31,7 +31,7 @@ from ganforge.checkpoint import (
     save_run_checkpoint,
 )
 from ganforge.config import TrainConfig
-from ganforge.data import to_uint8
+from ganforge.data import preprocess_images, to_uint8
 from ganforge.errors import GanforgeError, first_line
 from ganforge.files import atomic_write_text
 from ganforge.metrics import ReferenceSet, quick_scores
@@ -53,6 +53,7 @@ from ganforge.reporting import (
     truncate_metrics,
 )
 from ganforge.sampling import balanced_labels, generate, generate_from
+from ganforge.vae import reconstruct
 
 
 @dataclass
@@ -123,12 +124,19 @@ def prepare_run_folder(config: TrainConfig, resume_step: int | None) -> Path:
     return run_dir
 
 
+#: The logged numbers the progress bar shows, and their short names: a GAN's, then a VAE's.
+SHOWN_STATS = (("d_loss", "D"), ("g_loss", "G"), ("loss", "-ELBO"), ("kl", "KL"))
+#: A VAE run's reconstructions grid: this many training images over their reconstructions.
+RECONSTRUCTED = 16
+
+
 class RunFolder:
     """Rank 0's record of one training session of a run (see the module docstring).
 
     ``gan`` is a :class:`ganforge.training.GAN`; ``past`` the ``progress`` of the checkpoint the
     session resumes from (empty for a new run); ``noise_generator`` and ``per_epoch`` are the
-    loop's, for checkpoints.
+    loop's, for checkpoints; ``examples``: a few training images, uint8 ``(k, C, H, W)``, that a
+    VAE reconstructs at the end (``samples/reconstructions.png``).
     """
 
     def __init__(
@@ -139,6 +147,7 @@ class RunFolder:
         monitor: TrainingMonitor,
         *,
         reference: ReferenceSet | None,
+        examples: torch.Tensor | None = None,
         noise_generator: torch.Generator,
         per_epoch: int,
         total: int,
@@ -149,11 +158,12 @@ class RunFolder:
     ) -> None:
         self.config, self.run_dir, self.gan, self.monitor = config, run_dir, gan, monitor
         self.reference, self.noise_generator = reference, noise_generator
+        self.examples = examples
         self.per_epoch, self.total, self.start_step = per_epoch, total, start_step
         self.device = gan.device
         grid_noise = torch.Generator().manual_seed(config.seed + 2)
         self.fixed_noise = sample_noise(
-            config.grid_size, config.noise_dim, generator=grid_noise
+            config.grid_size, config.noise_dim, distribution=config.noise, generator=grid_noise
         ).to(self.device)
         self.elapsed_before = past.get("elapsed_s", 0.0)
         self.side_work_before = past.get("side_work_s", 0.0)
@@ -230,8 +240,7 @@ class RunFolder:
         speed = (it.step - self.start_step) * self.config.batch_size / max(busy, 1e-9)
         postfix = {
             "epoch": it.epoch + 1,
-            "D": f"{it.stats['d_loss']:.3f}",
-            "G": f"{it.stats['g_loss']:.3f}",
+            **{short: f"{it.stats[key]:.3f}" for key, short in SHOWN_STATS if key in it.stats},
             "img/s": f"{speed:.0f}",
         }
         if self.last_fid is not None:
@@ -250,11 +259,34 @@ class RunFolder:
         if self.board:
             self.board.add_images("samples", (images.cpu() + 1) / 2, step)
 
+    def reconstruction_grid(self, path: Path) -> None:
+        """A VAE's training examples (odd rows) above their reconstructions from the posterior
+        means (even rows), up to 8 per row."""
+        columns = min(8, len(self.examples))
+        rows = min(RECONSTRUCTED, len(self.examples)) // columns
+        real = preprocess_images(self.examples[: rows * columns]).to(self.device)
+        encoder, decoder = self.gan.discriminator, self.gan.sampler
+        encoder.eval()
+        decoder.eval()
+        with torch.inference_mode():
+            decoded = reconstruct(encoder, decoder, real)
+        decoder.train(decoder is self.gan.generator)
+        encoder.train()
+        pairs = torch.stack(
+            [real.unflatten(0, (rows, columns)), decoded.unflatten(0, (rows, columns))], 1
+        )
+        save_grid(pairs.flatten(0, 2), path, nrow=columns)
+
     def evaluate(self, step: int) -> dict[str, float]:
         config, sampler = self.config, self.gan.sampler
         sampler.eval()
         fake = generate(
-            sampler, config.eval_num, config.noise_dim, seed=config.seed + 3, device=self.device
+            sampler,
+            config.eval_num,
+            config.noise_dim,
+            seed=config.seed + 3,
+            noise=config.noise,
+            device=self.device,
         )
         sampler.train(sampler is self.gan.generator)
         labels = (
@@ -383,6 +415,8 @@ class RunFolder:
                 self.last_stats,
             )
             self.sample_grid("final.png", step)
+            if self.gan.likelihood and self.examples is not None:
+                self.reconstruction_grid(run_dir / "samples" / "reconstructions.png")
             save_timeline_gif(run_dir / "samples", run_dir / "samples" / "timeline.gif")
             if self.board:
                 self.board.close()

@@ -35,7 +35,13 @@ def load_generator(
         raise GanforgeError(f"{checkpoint['path']}: its config names no known architecture")
     if conditioning not in CONDITIONINGS or not isinstance(classes, int):
         raise GanforgeError(f"{checkpoint['path']}: its config names no known conditioning")
-    generator = build_generator(architecture, noise_dim, conditioning, classes)
+    # Runs from before image_size and channels were settings drew the assignment's 1×28×28.
+    size = config.get("image_size") or 28
+    shape = (config.get("channels") or 1, size, size)
+    try:
+        generator = build_generator(architecture, noise_dim, conditioning, classes, shape)
+    except ValueError as exc:
+        raise GanforgeError(f"{checkpoint['path']}: {exc}") from None
     load_weights(generator, sampling_weights(checkpoint), "generator", checkpoint["path"])
     return generator.to(device).eval(), config
 
@@ -72,23 +78,26 @@ def generate(
     noise_dim: int,
     *,
     seed: int = 0,
+    noise: str = "uniform",
     truncation: float = 1.0,
     labels: torch.Tensor | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from noise seeded by ``seed`` (and, for
-    a class-conditional generator, of the classes ``labels``: by default all, equally often).
+    """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, from ``noise`` (the run's distribution,
+    ``uniform`` or ``normal``) seeded by ``seed``, and for a class-conditional generator of the
+    classes ``labels`` (by default all, equally often).
 
-    ``truncation`` ψ in ``(0, 1]`` draws the noise from ``[-ψ, ψ]`` instead of ``[-1, 1]``: the
-    uniform noise truncated to its central part (the truncation trick of Brock et al. 2019 for
-    this noise), which trades variety for typical-looking images.
+    ``truncation`` ψ in ``(0, 1]`` scales the noise by ψ, which trades variety for
+    typical-looking images: uniform noise then comes from ``[-ψ, ψ]``, its central part (the
+    truncation trick of Brock et al. 2019 for this noise); normal noise from ``N(0, ψ²)``, the
+    reduced temperature of Kingma & Dhariwal 2018.
     """
     if not 0 < truncation <= 1:
         raise GanforgeError(f"truncation must be in (0, 1], got {truncation}")
     rng = torch.Generator().manual_seed(seed)
-    noise = sample_noise(num, noise_dim, generator=rng) * truncation
-    return generate_from(generator, noise, labels, batch_size=batch_size, device=device)
+    codes = sample_noise(num, noise_dim, distribution=noise, generator=rng) * truncation
+    return generate_from(generator, codes, labels, batch_size=batch_size, device=device)
 
 
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganforge.checkpoint import load_latest_checkpoint, load_weights
-from ganforge.config import TrainConfig, config_from_checkpoint, resume_config
+from ganforge.config import TrainConfig, config_from_checkpoint, image_shape, resume_config
 from ganforge.data import load_dataset, preprocess_images, shuffled_batches
 from ganforge.distributed import (
     SINGLE_PROCESS,
@@ -59,12 +59,14 @@ from ganforge.performance import (
     prepare_for_speed,
 )
 from ganforge.runs import (
+    RECONSTRUCTED,
     RunFolder,
     RunSummary,
     check_run_folder_is_free,
     prepare_run_folder,
     summary_writer_class,
 )
+from ganforge.vae import VAE_LOSS, VAEEncoder, elbo, reparameterise
 
 
 def _ema_average(decay: float):
@@ -88,6 +90,10 @@ def _has_batchnorm(model: nn.Module) -> bool:
 class GAN:
     """A generator and a discriminator with their optimizers and the objective they play.
 
+    A VAE (``likelihood`` set, ``objective`` ``None``) is held alike: its decoder is the
+    generator and its encoder (:class:`~ganforge.vae.VAEEncoder`) the discriminator, so that
+    one loop, one checkpoint format and one set of sampling tools serve both.
+
     ``generator`` and ``discriminator`` are the plain modules (their state dicts are what
     checkpoints hold). The step runs them through ``*_synced`` where their weight gradients
     feed an optimizer (DDP across processes, ``torch.compile`` when asked) and through
@@ -99,7 +105,7 @@ class GAN:
     discriminator: nn.Module
     g_optimizer: torch.optim.Optimizer
     d_optimizer: torch.optim.Optimizer
-    objective: Objective
+    objective: Objective | None
     noise_dim: int
     precision: str = "fp32"
     compile: bool = False
@@ -111,6 +117,8 @@ class GAN:
     weight_clip: float = 0.0  # WGAN's clipping of D's weights to [-c, c]
     ema_decay: float = 0.0  # an exponential moving average of G's weights (0: none)
     num_classes: int = 0  # a conditional GAN's label count (0: unconditional)
+    likelihood: str | None = None  # a VAE's p(x | z) (None: a GAN)
+    noise: str = "uniform"  # the distribution G's noise is drawn from
     g_synced: nn.Module = field(init=False, repr=False)
     d_synced: nn.Module = field(init=False, repr=False)
     g_local: nn.Module = field(init=False, repr=False)
@@ -198,6 +206,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty")
+VAE_STAT_NAMES = ("loss", "reconstruction", "kl")
 
 
 @contextlib.contextmanager
@@ -220,9 +229,12 @@ def _full_precision(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _backward_and_update(
-    gan: GAN, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+    gan: GAN,
+    loss: torch.Tensor,
+    optimizers: Sequence[torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
 ) -> bool:
-    """Backpropagate ``loss`` and step ``optimizer``; False when the update was skipped.
+    """Backpropagate ``loss`` and step ``optimizers``; False when the update was skipped.
 
     With ``gan.skip_nonfinite`` an update whose gradient holds a NaN or an infinity is dropped
     (this costs a gradient norm and a device sync). Under fp16 the GradScaler already drops
@@ -231,17 +243,20 @@ def _backward_and_update(
     scaler.scale(loss).backward()
     if gan.skip_nonfinite and scaler.is_enabled():
         scale = scaler.get_scale()
-        scaler.step(optimizer)
+        for optimizer in optimizers:
+            scaler.step(optimizer)
         scaler.update()
         return scaler.get_scale() >= scale  # the scaler backs off when it drops an update
     if gan.skip_nonfinite:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-        grads = [g for g in grads if g is not None]
+        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
         # DDP has averaged the gradients already: every rank takes the same decision.
         if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             return False
-    scaler.step(optimizer)
+    for optimizer in optimizers:
+        scaler.step(optimizer)
     scaler.update()
     return True
 
@@ -263,7 +278,12 @@ def _fake_inputs(
     noise = _global_draw(
         gan,
         lambda n, g: sample_noise(
-            n, gan.noise_dim, generator=g, device=like.device, dtype=like.dtype
+            n,
+            gan.noise_dim,
+            distribution=gan.noise,
+            generator=g,
+            device=like.device,
+            dtype=like.dtype,
         ),
         global_batch,
         noise_generator,
@@ -316,13 +336,16 @@ def _discriminator_update(
                 gan.d_synced, torch.cat([real, fake.to(real.dtype)]), labels
             )
             scores_real, scores_fake = scores[:local_batch], scores[local_batch:]
-            logits_real, logits_fake = (None, None) if logits is None else logits.split(local_batch)
+            logits_real = None if logits is None else logits[:local_batch]
         else:
             scores_real, logits_real = _discriminate(gan.d_synced, real, real_labels)
-            scores_fake, logits_fake = _discriminate(gan.d_synced, fake, fake_labels)
+            scores_fake, _ = _discriminate(gan.d_synced, fake, fake_labels)
     scores_real, scores_fake = _full_precision(scores_real), _full_precision(scores_fake)
     loss = gan.objective.discriminator_loss(scores_real, scores_fake)
-    loss = loss + _class_loss(logits_real, real_labels) + _class_loss(logits_fake, fake_labels)
+    # AC-GAN's classifier learns from real images only. Odena et al. also train it to name the
+    # class G was asked for on fakes, but then G and D agree on whatever fakes D finds easy to
+    # classify: on MNIST that gave one image per class (conditional accuracy 0.10).
+    loss = loss + _class_loss(logits_real, real_labels)
     logged = {
         "d_loss": loss.detach(),
         "d_real": gan.objective.score_summary(scores_real.detach()),
@@ -347,7 +370,7 @@ def _discriminator_update(
         penalty = penalty + gan.r1_gamma / 2 * r1_penalty(critic, real)
     if gan.gp_weight or gan.r1_gamma:
         logged["d_penalty"] = penalty.detach()
-    updated = _backward_and_update(gan, loss + penalty, gan.d_optimizer, gan.d_scaler)
+    updated = _backward_and_update(gan, loss + penalty, [gan.d_optimizer], gan.d_scaler)
     if gan.weight_clip:
         with torch.no_grad():
             for parameter in gan.discriminator.parameters():
@@ -395,7 +418,7 @@ def training_step(
             scores_g, logits_g = _discriminate(gan.d_local, fake, fake_labels)
         g_loss = gan.objective.generator_loss(_full_precision(scores_g))
         g_loss = g_loss + _class_loss(logits_g, fake_labels)
-        skipped += not _backward_and_update(gan, g_loss, gan.g_optimizer, gan.g_scaler)
+        skipped += not _backward_and_update(gan, g_loss, [gan.g_optimizer], gan.g_scaler)
     if gan.ema is not None:
         gan.update_ema()
 
@@ -407,6 +430,55 @@ def training_step(
     if gan.skip_nonfinite:
         stats["skipped_updates"] = skipped
     return stats, _full_precision(fake.detach())
+
+
+def vae_training_step(
+    gan: GAN,
+    real: torch.Tensor | Sequence[torch.Tensor],
+    noise_generator: torch.Generator | None = None,
+    labels: None = None,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """One VAE update (``gan.likelihood`` set): encode ``real`` ``(n, C, H, W)`` in ``[-1, 1]``
+    (this process's share of the batch), decode one reparameterised draw of each posterior,
+    and step the encoder and decoder together on ``−ELBO`` (:func:`ganforge.vae.elbo`).
+
+    Returns the batch means, over processes, of ``loss`` (``−ELBO``), ``reconstruction``
+    (``−log p(x | z)``) and ``kl``, in nats per image (and ``skipped_updates`` with
+    ``gan.skip_nonfinite``); and the reconstructions ``(n, C, H, W)``, detached.
+    """
+    (real,) = [real] if isinstance(real, torch.Tensor) else list(real)
+    encoder = gan.discriminator
+    standard_normal = _global_draw(
+        gan,
+        lambda n, g: sample_noise(
+            n, gan.noise_dim, distribution="normal", generator=g, device=real.device
+        ),
+        real.shape[0] * gan.shard.world_size,
+        noise_generator,
+    )
+    gan.g_optimizer.zero_grad(set_to_none=True)
+    gan.d_optimizer.zero_grad(set_to_none=True)
+    with gan.autocast():
+        mean, log_var = gan.d_synced(real)
+        code = reparameterise(_full_precision(mean), _full_precision(log_var), standard_normal)
+        decoded = gan.g_synced(code)
+    elbo_per_image, reconstruction, kl = elbo(
+        real,
+        _full_precision(decoded),
+        _full_precision(mean),
+        _full_precision(log_var),
+        gan.likelihood,
+        encoder.log_sigma,
+    )
+    loss = -elbo_per_image.mean()
+    updated = _backward_and_update(gan, loss, [gan.g_optimizer, gan.d_optimizer], gan.g_scaler)
+    if gan.ema is not None:
+        gan.update_ema()
+    stats = torch.stack([loss.detach(), reconstruction.detach().mean(), kl.detach().mean()])
+    stats = dict(zip(VAE_STAT_NAMES, mean_over_ranks(stats, gan.shard).tolist(), strict=True))
+    if gan.skip_nonfinite:
+        stats["skipped_updates"] = int(not updated)
+    return stats, _full_precision(decoded.detach())
 
 
 def steps_per_epoch(num_images: int, batch_size: int, n_critic: int = 1) -> int:
@@ -458,6 +530,7 @@ def iterate_training(
     run's, bit for bit.
     """
     per_epoch = steps_per_epoch(images.shape[0], batch_size, gan.n_critic)
+    step_fn = vae_training_step if gan.likelihood else training_step
     step = start_step
     for epoch in range(start_step // max(per_epoch, 1), epochs):
         if per_epoch == 0 or (max_steps is not None and step >= max_steps):
@@ -475,7 +548,7 @@ def iterate_training(
                 return
             reals = [preprocess_images(images[index]) for index in indices[i]]
             classes = None if labels is None else [labels[index] for index in indices[i]]
-            stats, fake = training_step(gan, reals, noise_generator, classes)
+            stats, fake = step_fn(gan, reals, noise_generator, classes)
             step += 1
             end_of_epoch = i == per_epoch - 1
             if end_of_epoch and data_generator is not None:
@@ -505,8 +578,16 @@ def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_P
     Weights come from torch's global generator: seed it first for a reproducible run.
     """
     generator, discriminator = build_models(
-        config.architecture, config.noise_dim, config.init, config.conditioning, config.num_classes
+        config.architecture,
+        config.noise_dim,
+        config.init,
+        config.conditioning,
+        config.num_classes,
+        image_shape(config),
     )
+    vae = config.loss == VAE_LOSS
+    if vae:  # the discriminator's layers, read out as the posterior, are the encoder
+        discriminator = VAEEncoder(discriminator, config.noise_dim, config.likelihood)
     if config.spectral_norm:
         discriminator = apply_spectral_norm(discriminator)
     if config.sync_bn:
@@ -519,7 +600,7 @@ def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_P
         discriminator,
         make_optimizer(generator, config, device),
         make_optimizer(discriminator, config, device),
-        OBJECTIVES[config.loss],
+        None if vae else OBJECTIVES[config.loss],
         config.noise_dim,
         precision=config.precision,
         compile=config.compile,
@@ -531,6 +612,8 @@ def build_gan(config: TrainConfig, device: torch.device, shard: Shard = SINGLE_P
         weight_clip=config.weight_clip,
         ema_decay=config.ema,
         num_classes=config.num_classes if config.conditioning != "none" else 0,
+        likelihood=config.likelihood if vae else None,
+        noise=config.noise,
     )
 
 
@@ -648,6 +731,9 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
     noise_generator = torch.Generator(device).manual_seed(config.seed + 1)
     checkpoint = _load_resume_checkpoint(Path(config.out), device, main) if resume else None
 
+    # The networks' image shape, fixed in the run's config (and so in its checkpoints).
+    channels, size, _ = image_shape(config)
+    config = dataclasses.replace(config, channels=channels, image_size=size)
     if shard.local_rank != 0:
         barrier(shard)  # local rank 0 fetches or unpacks the data first
     data = load_dataset(
@@ -656,6 +742,7 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
         data_root=config.data_root,
         download=config.download,
         train_size=config.train_size,
+        image_shape=(channels, size, size),
     )
     if shard.local_rank == 0:
         barrier(shard)
@@ -687,7 +774,7 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
     gan = build_gan(config, device, shard)
     if checkpoint:
         _restore(gan, checkpoint, data_generator, noise_generator, shard)
-    monitor = TrainingMonitor(d_wins_below=gan.objective.d_wins_below)
+    monitor = TrainingMonitor(d_wins_below=gan.objective.d_wins_below if gan.objective else None)
     if checkpoint:
         monitor.load_state_dict(checkpoint["progress"]["monitor"])
 
@@ -701,6 +788,7 @@ def _train(config: TrainConfig, quiet: bool, shard: Shard, device: torch.device,
                 gan,
                 monitor,
                 reference=reference,
+                examples=data.images[:RECONSTRUCTED],
                 noise_generator=noise_generator,
                 per_epoch=per_epoch,
                 total=total,
