@@ -55,8 +55,8 @@ BEYOND = {
         "gp_weight": 10.0, "n_critic": 5, "spectral_norm": False,
     },
     "hinge-sn": {"loss": "hinge", "spectral_norm": True, "n_critic": 1, "gp_weight": 0.0},
-    "cgan": {"loss": "gan", "conditioning": "projection", "num_classes": 0},
-    "acgan": {"loss": "gan", "conditioning": "acgan", "num_classes": 0},
+    "cgan": {"loss": "gan", "conditioning": "projection", "num_classes": 0, "lr": 2e-4},
+    "acgan": {"loss": "gan", "conditioning": "acgan", "num_classes": 0, "lr": 2e-4},
     "vae": {"loss": "elbo", "likelihood": "bernoulli", "noise": "normal", "beta1": 0.9},
     "dcgan-ema": {"loss": "gan", "ema": 0.999, "lr": 1e-3, "batch_size": 128},
 }  # fmt: skip
