@@ -178,12 +178,13 @@ def evaluate(
     evaluator = load_evaluator(dataset, evaluator_path)
     test = load_dataset(dataset, "test", data_root=root).images
     train = load_dataset(dataset, "train", data_root=root, train_size=train_size).images
-    if images.shape[2:] != test.shape[2:] and images.shape[1] == test.shape[1]:
+    resized = at_reference_size(images, test)
+    if resized is not images:
         size = "×".join(map(str, images.shape[2:]))
         result["note"] = (
             f"{size} samples resized to the evaluator's {test.shape[2]}×{test.shape[3]}"
         )
-        images = at_reference_size(images, test)
+        images = resized
     _check_fits(images, evaluator, test)
     reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)

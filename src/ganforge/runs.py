@@ -130,6 +130,21 @@ SHOWN_STATS = (("d_loss", "D"), ("g_loss", "G"), ("loss", "-ELBO"), ("kl", "KL")
 RECONSTRUCTED = 16
 
 
+@contextlib.contextmanager
+def _in_eval_mode(*models: torch.nn.Module) -> Iterator[None]:
+    """``models`` in eval mode inside (BatchNorm on its running statistics), each back in the
+    mode it had afterwards: the training networks return to training, the EMA copy, which only
+    ever samples, stays in eval."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for model, training in zip(models, modes, strict=True):
+            model.train(training)
+
+
 class RunFolder:
     """Rank 0's record of one training session of a run (see the module docstring).
 
@@ -251,10 +266,8 @@ class RunFolder:
 
     def sample_grid(self, name: str, step: int) -> None:
         sampler = self.gan.sampler
-        sampler.eval()
-        with torch.inference_mode():
+        with _in_eval_mode(sampler), torch.inference_mode():
             images = generate_from(sampler, self.fixed_noise, device=self.device)
-        sampler.train(sampler is self.gan.generator)  # the EMA copy only ever samples
         save_grid(images, self.run_dir / "samples" / name)
         if self.board:
             self.board.add_images("samples", (images.cpu() + 1) / 2, step)
@@ -266,12 +279,8 @@ class RunFolder:
         rows = min(RECONSTRUCTED, len(self.examples)) // columns
         real = preprocess_images(self.examples[: rows * columns]).to(self.device)
         encoder, decoder = self.gan.discriminator, self.gan.sampler
-        encoder.eval()
-        decoder.eval()
-        with torch.inference_mode():
+        with _in_eval_mode(encoder, decoder), torch.inference_mode():
             decoded = reconstruct(encoder, decoder, real)
-        decoder.train(decoder is self.gan.generator)
-        encoder.train()
         pairs = torch.stack(
             [real.unflatten(0, (rows, columns)), decoded.unflatten(0, (rows, columns))], 1
         )
@@ -279,16 +288,15 @@ class RunFolder:
 
     def evaluate(self, step: int) -> dict[str, float]:
         config, sampler = self.config, self.gan.sampler
-        sampler.eval()
-        fake = generate(
-            sampler,
-            config.eval_num,
-            config.noise_dim,
-            seed=config.seed + 3,
-            noise=config.noise,
-            device=self.device,
-        )
-        sampler.train(sampler is self.gan.generator)
+        with _in_eval_mode(sampler):
+            fake = generate(
+                sampler,
+                config.eval_num,
+                config.noise_dim,
+                seed=config.seed + 3,
+                noise=config.noise,
+                device=self.device,
+            )
         labels = (
             balanced_labels(config.eval_num, self.gan.num_classes) if self.gan.num_classes else None
         )
