@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ganforge.config import TrainConfig, build_config, read_config_file
+from ganforge.config import TrainConfig, build_config, config_from_checkpoint, read_config_file
 from ganforge.errors import GanforgeError
 from ganforge.presets import PRESETS
 
@@ -293,3 +293,10 @@ def test_preset_of_wrong_type_in_file(tmp_path):
 
 def test_yaml_scientific_notation_lr(tmp_path):
     assert build_config("gan", write(tmp_path, "lr.yaml", "lr: 2e-4\n")).lr == 2e-4
+
+
+def test_a_checkpoint_from_before_ema_every_keeps_its_every_iteration_ema():
+    saved = TrainConfig(ema=0.99).to_dict()
+    del saved["ema_every"]  # what a checkpoint of an older ganforge holds
+    assert config_from_checkpoint(saved, "old.pt", "0.1").ema_every == 1
+    assert config_from_checkpoint(TrainConfig().to_dict(), "new.pt", "0.2").ema_every == 10

@@ -21,10 +21,14 @@ from ganforge.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from ganforge.models import DCGANDiscriminator, apply_spectral_norm
+from ganforge.models import DCGANDiscriminator, apply_spectral_norm, build_generator, sample_noise
 from ganforge.presets import PRESETS
-from ganforge.sampling import load_generator
-from ganforge.training import build_gan, training_step
+from ganforge.sampling import (
+    STANDING_STATISTICS_NUM,
+    estimate_batchnorm_statistics,
+    load_generator,
+)
+from ganforge.training import GAN, build_gan, iterate_training, make_optimizer, training_step
 
 CPU = torch.device("cpu")
 
@@ -86,7 +90,7 @@ def test_spectral_norm_makes_each_layers_largest_singular_value_one():
 
 
 def test_ema_update_arithmetic():
-    config = build_config("dcgan-ema", overrides={"ema": 0.9, "device": "cpu"})
+    config = build_config("dcgan-ema", overrides={"ema": 0.9, "ema_every": 1, "device": "cpu"})
     gan = build_gan(config, CPU)
     parameter = next(gan.generator.parameters())
     ema_parameter = next(gan.ema.module.parameters())
@@ -106,15 +110,71 @@ def test_ema_update_arithmetic():
     before = ema_parameter.clone()
     gan.update_ema()
     torch.testing.assert_close(ema_parameter, 0.9 * before + 0.1 * parameter)
-    # BatchNorm's running statistics are G's own, not averaged.
-    with torch.no_grad():
-        gan.generator.net[2].running_mean.fill_(5.0)
+
+
+def test_an_ema_averaged_every_k_iterations_applies_the_decay_k_times():
+    config = build_config("dcgan-ema", overrides={"ema": 0.9, "ema_every": 3, "device": "cpu"})
+    gan = build_gan(config, CPU)
+    parameter = next(gan.generator.parameters())
+    ema_parameter = next(gan.ema.module.parameters())
+    for value in (1.0, 2.0):
+        with torch.no_grad():
+            parameter.fill_(value)
+        gan.update_ema()
+    # After one update (3 iterations) the warm-up rate is min(0.9, 4 / 13), applied 3 times.
+    rate = (4 / 13) ** 3
+    torch.testing.assert_close(ema_parameter, torch.full_like(parameter, rate + (1 - rate) * 2))
+    gan.ema.n_averaged.fill_(100)
+    before = ema_parameter.clone()
     gan.update_ema()
-    assert (gan.ema.module.net[2].running_mean == 5.0).all()
+    torch.testing.assert_close(ema_parameter, 0.9**3 * before + (1 - 0.9**3) * parameter)
 
 
-def test_a_step_makes_n_critic_discriminator_updates_clips_and_updates_the_ema():
-    config = build_config("wgan", overrides={"n_critic": 3, "ema": 0.99, "device": "cpu"})
+def test_training_updates_the_ema_every_k_iterations_from_the_run_start():
+    config = build_config("dcgan-ema", overrides={"ema_every": 3, "device": "cpu"})
+    gan = build_gan(config, CPU)
+    images = torch.randint(0, 256, (4 * 8, 1, 28, 28), dtype=torch.uint8)
+
+    def updates(**kwargs):
+        return [int(gan.ema.n_averaged) for _ in iterate_training(gan, images, **kwargs)]
+
+    # The first iteration copies G, then every 3rd (counted from the run's start) averages it
+    # in: iterations 1, 3 and 6 of a run of 7.
+    assert updates(batch_size=4, epochs=1, max_steps=7) == [1, 1, 2, 2, 2, 3, 3]
+    gan.ema.n_averaged.fill_(2)  # resumed after iteration 4: the 6th averages
+    assert updates(batch_size=4, epochs=1, start_step=4) == [2, 3, 3, 3]
+
+
+def test_the_ema_samples_with_batchnorm_statistics_of_its_own_weights():
+    config = build_config("dcgan-ema", overrides={"device": "cpu"})
+    gan = build_gan(config, CPU)
+    with torch.no_grad():
+        gan.generator.net[2].running_mean.fill_(5.0)  # G's statistics, unfit for the EMA
+    gan.update_ema()
+    global_state = torch.get_rng_state()
+    sampler = gan.sampler
+    assert torch.equal(torch.get_rng_state(), global_state) and not sampler.training
+    # The averaged weights' own activations over the fixed noise, in the batches of 256 whose
+    # means and unbiased variances the running statistics average.
+    noise = sample_noise(
+        STANDING_STATISTICS_NUM, config.noise_dim, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        hidden = sampler.net[1](sampler.net[0](noise))
+    batch_variances = torch.stack([batch.var(0) for batch in hidden.split(256)])
+    torch.testing.assert_close(sampler.net[2].running_mean, hidden.mean(0))
+    torch.testing.assert_close(sampler.net[2].running_var, batch_variances.mean(0))
+    assert (gan.generator.net[2].running_mean == 5.0).all()  # G's own are untouched
+    # Estimated once per update: the next use finds them as they are.
+    with torch.no_grad():
+        sampler.net[2].running_mean.fill_(7.0)
+    assert (gan.sampler.net[2].running_mean == 7.0).all()
+    gan.update_ema()
+    torch.testing.assert_close(gan.sampler.net[2].running_mean, hidden.mean(0), atol=0.05, rtol=0)
+
+
+def test_a_step_makes_n_critic_discriminator_updates_and_clips():
+    config = build_config("wgan", overrides={"n_critic": 3, "device": "cpu"})
     gan = build_gan(config, CPU)
     reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(3)]
     stats, fake = training_step(gan, reals, torch.Generator().manual_seed(0))
@@ -122,7 +182,6 @@ def test_a_step_makes_n_critic_discriminator_updates_clips_and_updates_the_ema()
     g_steps = {float(s["step"]) for s in gan.g_optimizer.state.values() if "step" in s}
     assert d_steps == {3.0} and g_steps == {1.0}
     assert all(p.abs().max() <= 0.01 for p in gan.discriminator.parameters())
-    assert int(gan.ema.n_averaged) == 1
     assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"} and fake.shape == (4, 1, 28, 28)
     with pytest.raises(ValueError, match="2 real batches for 3 discriminator updates"):
         training_step(gan, reals[:2])
@@ -154,10 +213,42 @@ def test_every_preset_trains_end_to_end_and_samples(preset, tmp_path):
 
 def test_an_ema_run_samples_with_the_ema_weights(tmp_path):
     run = tmp_path / "ema"
-    assert tiny_train(run, "--preset", "dcgan-ema", "--max-steps", "3", "--ema", "0.5") == 0
+    args = ["--preset", "dcgan-ema", "--max-steps", "3", "--ema", "0.5", "--ema-every", "1"]
+    assert tiny_train(run, *args) == 0
     checkpoint = load_checkpoint(run)
     generator, _ = load_generator(run)
     for name, value in generator.state_dict().items():
         torch.testing.assert_close(value, checkpoint["generator_ema"][f"module.{name}"])
     raw = checkpoint["generator"]["net.0.weight"]
     assert not torch.equal(generator.state_dict()["net.0.weight"], raw)
+    # The checkpoint holds the BatchNorm statistics of the averaged weights, not G's.
+    # (Training ran the network in its own memory layout: equal up to rounding.)
+    saved = {name: value.clone() for name, value in generator.named_buffers()}
+    estimate_batchnorm_statistics(generator, checkpoint["config"]["noise_dim"])
+    for name, value in generator.named_buffers():
+        torch.testing.assert_close(value, saved[name], rtol=1e-3, atol=1e-4)
+    own = checkpoint["generator"]["net.2.running_mean"]
+    assert (saved["net.2.running_mean"] - own).abs().max() > 1e-2
+
+
+def test_the_ema_of_a_sync_batchnorm_generator_keeps_its_batchnorm_per_process():
+    # Only rank 0 samples; a SyncBatchNorm estimating statistics would wait for the others.
+    generator = nn.SyncBatchNorm.convert_sync_batchnorm(build_generator("dcgan", 96))
+    discriminator = DCGANDiscriminator()
+    gan = GAN(
+        generator,
+        discriminator,
+        make_optimizer(generator),
+        make_optimizer(discriminator),
+        OBJECTIVES["gan"],
+        96,
+        ema_decay=0.9,
+    )
+    layers = list(gan.sampler.modules())
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in layers)
+    assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in layers) == 3
+    assert gan.ema.state_dict().keys() == {f"module.{k}" for k in generator.state_dict()} | {
+        "n_averaged"
+    }
+    gan.update_ema()
+    assert torch.equal(gan.ema.module.net[0].weight, generator.net[0].weight)

@@ -42,7 +42,10 @@ def newest(run: Path) -> dict:
 def assert_same_state(a: dict, b: dict) -> None:
     """Bit-identical weights, BatchNorm buffers and optimizer states."""
     assert a["step"] == b["step"]
-    for key in ("generator", "discriminator"):
+    for key in ("generator", "discriminator", "generator_ema"):
+        assert (a.get(key) is None) == (b.get(key) is None)
+        if a.get(key) is None:
+            continue
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"

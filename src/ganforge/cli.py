@@ -42,7 +42,9 @@ FLAG_HELP = {
     "r1_gamma": "R1's γ: gradient penalty on real images (0: off; one process)",
     "weight_clip": "clip D's weights to [-c, c] after each update (WGAN: 0.01; 0: off)",
     "spectral_norm": "spectral normalisation of D's linear and convolutional layers",
-    "ema": "decay of an EMA of G's weights used for samples and scores (e.g. 0.999; 0: off)",
+    "ema": "decay per iteration of an EMA of G's weights used for samples and scores "
+    "(e.g. 0.999; 0: off)",
+    "ema_every": "average G into the EMA every N iterations, at decay**N (default 10)",
     "conditioning": "none, projection (a projection D) or acgan (an auxiliary classifier D): "
     "class-conditional G and D",
     "num_classes": "classes a conditional run draws (default: the dataset's)",

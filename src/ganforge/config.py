@@ -86,7 +86,8 @@ class TrainConfig:
     r1_gamma: float = 0.0  # R1's γ: gradient penalty on real images (0: off)
     weight_clip: float = 0.0  # clip D's weights to [-c, c] after each update (0: off)
     spectral_norm: bool = False  # spectral normalisation of D's layers
-    ema: float = 0.0  # decay of an EMA of G's weights, used for samples and scores (0: off)
+    ema: float = 0.0  # decay per iteration of an EMA of G's weights, used for samples (0: off)
+    ema_every: int = 10  # average G into the EMA every N iterations (at decay**N)
     conditioning: str = "none"  # none | projection | acgan: class-conditional G and D
     num_classes: int = 0  # labels a conditional run draws from (0: the dataset's class count)
     noise_dim: int = 96  # the dimension of G's noise (a VAE's latent code)
@@ -192,7 +193,8 @@ def config_from_checkpoint(values: Any, source: str, written_by: str) -> TrainCo
             f"{source} was written by ganforge {written_by} with config keys this ganforge "
             f"({__version__}) does not know: {', '.join(unknown)}; use that version"
         )
-    config = TrainConfig(**values)
+    # Runs from before ema_every averaged their EMA every iteration.
+    config = TrainConfig(**{"ema_every": 1, **values})
     try:
         validate(config)
     except GanforgeError as exc:
@@ -290,6 +292,7 @@ def validate(config: TrainConfig) -> None:
     integer("grid_size", 1, maximum=MAX_GRID)
     integer("keep_checkpoints", 1)
     integer("n_critic", 1)
+    integer("ema_every", 1)
     integer("checkpoint_every", 0)
     choice("on_nan", ON_NAN)
     integer("eval_every", 0)

@@ -147,6 +147,33 @@ def use_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+class _AnyRankBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A per-process BatchNorm that, like SyncBatchNorm, takes inputs of any rank ≥ 2."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected an input of 2 or more dimensions, got {input.dim()}")
+
+
+def without_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with its SyncBatchNorm layers replaced by per-process ones holding the same
+    parameters and buffers (and state-dict keys): for a copy that one process runs alone, such
+    as the EMA generator whose statistics rank 0 estimates, where a SyncBatchNorm in training
+    mode would wait for the other ranks."""
+    if isinstance(model, nn.SyncBatchNorm):
+        state = model.state_dict()
+        plain = _AnyRankBatchNorm(
+            model.num_features, model.eps, model.momentum, model.affine, model.track_running_stats
+        )
+        plain.load_state_dict(state)
+        if state:
+            plain = plain.to(next(iter(state.values())).device)
+        return plain.train(model.training)
+    for name, child in model.named_children():
+        setattr(model, name, without_sync_batchnorm(child))
+    return model
+
+
 def mean_over_ranks(values: torch.Tensor, shard: Shard) -> torch.Tensor:
     """Average a tensor over all ranks (the tensor itself for one process)."""
     if not shard.is_distributed:

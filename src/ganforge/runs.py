@@ -344,7 +344,7 @@ class RunFolder:
             d_scaler=gan.d_scaler,
             rng_states=rng,
             progress=progress,
-            generator_ema=gan.ema,
+            generator_ema=gan.averaged_generator(),
         )
 
     def save_checkpoint(self, step: int, data_state: torch.Tensor | None, stats) -> None:

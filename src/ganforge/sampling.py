@@ -100,6 +100,45 @@ def generate(
     return generate_from(generator, codes, labels, batch_size=batch_size, device=device)
 
 
+#: Draws that re-estimate an averaged generator's BatchNorm statistics (standing statistics).
+STANDING_STATISTICS_NUM = 1024
+
+
+def estimate_batchnorm_statistics(
+    generator: nn.Module,
+    noise_dim: int,
+    *,
+    noise: str = "uniform",
+    num: int = STANDING_STATISTICS_NUM,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Replace the running statistics of ``generator``'s BatchNorm layers by the mean and
+    variance of their inputs over ``num`` draws of ``noise`` seeded by ``seed``: the "standing
+    statistics" that fit an EMA generator's averaged weights, whose activations differ from
+    those of the weights the running statistics were gathered under.
+
+    ``torch.optim.swa_utils.update_bn`` does this for a model of one input; a
+    class-conditional generator also takes labels, drawn here for every class equally often.
+    The global random state is left untouched, and ``generator`` ends in eval mode (one
+    without BatchNorm is left as it is).
+    """
+    layers = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average over all the batches
+    generator.train()
+    try:
+        generate(generator, num, noise_dim, seed=seed, noise=noise, batch_size=256, device=device)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+        generator.eval()
+
+
 def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
     """Noise walks from each row of ``start`` to the same row of ``end`` ``(rows, dim)``:
     ``(rows, steps, dim)``, ``steps`` ≥ 2 points including both ends.
