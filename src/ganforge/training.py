@@ -180,8 +180,8 @@ class GAN:
         """The EMA of G (``None`` without one), ready to sample and to checkpoint.
 
         G's running BatchNorm statistics were gathered under its own, changing weights, and
-        do not fit the averaged ones (on three dcgan-ema runs they cost up to 0.8 FID). The
-        first call after an update re-estimates them for the averaged weights
+        do not fit the averaged ones (on the README's three dcgan-ema runs they cost 0.2 to 0.8
+        FID). The first call after an update re-estimates them for the averaged weights
         (:func:`~ganforge.sampling.estimate_batchnorm_statistics`, from fixed noise, so a
         resumed run gets the same ones)."""
         if self.ema is not None and not self._ema_statistics_fit:
