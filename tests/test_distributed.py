@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 import ddp_worker
-from conftest import TINY_FLAGS
+from conftest import EVAL_FLAGS, TINY_FLAGS, write_mnist_root
 from ganforge.cli import main
-from ganforge.distributed import Shard
-from ganforge.reporting import read_metrics
+from ganforge.steplog import read_step_log
+from ganforge.training.distributed import Shard, wrap_for_data_parallel
 
 WORKER = Path(ddp_worker.__file__)
 
@@ -25,7 +27,22 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    # A session of its own, so that a timeout ends the workers too, not torchrun alone.
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_shards_of_a_batch_are_disjoint_and_cover_it():
@@ -80,6 +97,50 @@ def test_torchrun_cli_run_matches_a_single_process_run(tmp_path):
     assert grid.is_file()
 
 
+def test_torchrun_run_evaluates_on_rank_0_alone_like_a_single_process(tmp_path, monkeypatch):
+    # A data root of its own, so that the floor and ceiling (cached in it) are scored under
+    # torchrun too; rank 1 is gone by the time rank 0 scores the final samples.
+    monkeypatch.setenv("GANFORGE_DATA", str(write_mnist_root(tmp_path / "data")))
+    flags = [*TINY_FLAGS, *EVAL_FLAGS, "--max-steps", "4", "--batch-size", "16"]
+    result = torchrun(
+        "-m", "ganforge", "train", "--out", str(tmp_path / "ddp"), *flags, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for noise in ("Traceback", "Connection closed", "deprecated"):
+        assert noise not in result.stderr, result.stderr[-2000:]
+    assert main(["train", "--out", str(tmp_path / "one"), *flags]) == 0
+
+    def contents(run: Path) -> set[str]:
+        return {str(p.relative_to(run)) for p in run.rglob("*")}
+
+    ddp, one = tmp_path / "ddp", tmp_path / "one"
+    assert {"summary.json", "eval.json", "report.html"} <= contents(ddp)
+    assert contents(ddp) == contents(one)
+    # Same weights up to float rounding (see above), so the same scores.
+    fids = [
+        [x["fid"] for x in read_step_log(run / "metrics.jsonl") if "fid" in x] for run in (ddp, one)
+    ]
+    assert len(fids[0]) == 2 and fids[0] == pytest.approx(fids[1], rel=1e-4)
+    mine, theirs = (json.loads((run / "eval.json").read_text()) for run in (ddp, one))
+    assert mine["samples"]["fid"] == pytest.approx(theirs["samples"]["fid"], rel=1e-4)
+
+
+def test_data_parallel_wrap_syncs_no_buffers_per_forward_and_warns_nothing(tmp_path):
+    import torch.distributed as dist
+
+    # A one-process group is enough for DDP to be built; the shard says "distributed" so that
+    # the wrap happens.
+    dist.init_process_group("gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1)
+    try:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's FutureWarning for broadcast_buffers
+            wrapped = wrap_for_data_parallel(model, Shard(0, 2), torch.device("cpu"))
+        assert wrapped.module is model and not wrapped.forward_sync_buffers
+    finally:
+        dist.destroy_process_group()
+
+
 def test_runs_move_between_one_process_and_torchrun_by_resuming(tmp_path):
     flags = [*TINY_FLAGS, "--batch-size", "16", "--sample-every", "100"]
     assert main(["train", "--out", str(tmp_path / "one"), *flags, "--max-steps", "4"]) == 0
@@ -97,9 +158,9 @@ def test_runs_move_between_one_process_and_torchrun_by_resuming(tmp_path):
         "--quiet", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    single = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    single = read_step_log(tmp_path / "one" / "metrics.jsonl")
     for run in ("ddp-first", "one-first"):
-        moved = read_metrics(tmp_path / run / "metrics.jsonl")
+        moved = read_step_log(tmp_path / run / "metrics.jsonl")
         assert [r["step"] for r in moved] == [1, 2, 3, 4]
         for mine, theirs in zip(moved, single, strict=True):
             assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=1e-5), run
@@ -146,3 +207,39 @@ def test_sync_bn_on_the_cpu_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SyncBatchNorm does not run on the CPU" in err
     assert not (tmp_path / "run").exists()
+
+
+FAILING = Path(__file__).parent / "ddp_failing_train.py"
+
+
+@pytest.mark.parametrize(("failing_rank", "kind"), [(0, "disk-full"), (1, "crash")])
+def test_a_failing_rank_is_heard_by_every_rank(tmp_path, failing_rank, kind):
+    run = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--max-steps", "30", "--batch-size", "16", "--sample-every", "1"]
+    inject = [str(FAILING), str(failing_rank), "3", kind]
+    result = torchrun(*inject, "train", "--out", str(run), *flags, cwd=tmp_path)
+    assert result.returncode != 0
+    # Every rank stopped at the failing iteration, none trained on to the end.
+    steps = [r["step"] for r in read_step_log(run / "metrics.jsonl") if "d_loss" in r]
+    assert steps == [1, 2, 3]
+    errors = [line for line in result.stderr.splitlines() if "ganforge: error:" in line]
+    if failing_rank == 0:
+        # Rank 0 says what failed; rank 1 says that rank 0 failed, and why, in the same line.
+        assert any(
+            line.endswith(
+                f"cannot write to the run folder {run}: No space left on device; the "
+                f"last checkpoint, {run / 'checkpoints' / 'step_0000000.pt'}, is intact: "
+                f"make room, then continue with --resume {run}"
+            )
+            for line in errors
+        ), result.stderr[-3000:]
+        assert any("rank 0 failed at step 3: cannot write to the run folder" in e for e in errors)
+    else:
+        # Rank 0 keeps the iteration every rank finished, and names the rank and its error.
+        checkpoint = run / "checkpoints" / "step_0000003.pt"
+        assert checkpoint.is_file()
+        assert any(
+            f"rank 1 failed at step 3: RuntimeError: injected failure; the last checkpoint is "
+            f"{checkpoint}" in line
+            for line in errors
+        ), result.stderr[-3000:]

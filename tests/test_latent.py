@@ -83,7 +83,7 @@ def test_interpolate_and_truncated_sampling_from_the_cli(tmp_path, capsys):
     assert main(["sample", str(run), "--grid", str(out), "--truncation", "0.5"]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--grid", str(out), "--truncation", "0"]) == 2
-    assert "--truncation must be in (0, 1], got 0.0" in capsys.readouterr().err
+    assert "truncation must be in (0, 1], got 0.0" in capsys.readouterr().err
     assert main(["interpolate", str(run), "--steps", "1"]) == 2
     assert "--steps must be from 2 to 1000, got 1" in capsys.readouterr().err
     assert main(["interpolate", str(run), "--gif", str(tmp_path / "x.png")]) == 2

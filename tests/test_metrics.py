@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge import metrics
+from ganforge.eval import metrics
 
 
 class Identity(nn.Module):

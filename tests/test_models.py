@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge import models
+from ganforge import nets as models
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganforge.interrupts import StopRequests
-from ganforge.monitoring import (
+from ganforge.training.interrupts import StopRequests
+from ganforge.training.monitoring import (
     D_WINS_BELOW,
     D_WINS_PATIENCE,
     EXPLODING_FACTOR,

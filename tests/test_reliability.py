@@ -25,10 +25,10 @@ import torch
 
 from conftest import EVAL_FLAGS, TINY_FLAGS, tiny_train
 from ganforge import __version__
-from ganforge.checkpoint import checkpoint_paths, load_checkpoint
+from ganforge.checkpoint_file import checkpoint_paths, load_checkpoint
 from ganforge.cli import main
-from ganforge.losses import OBJECTIVES, Objective, gan_discriminator_loss
-from ganforge.reporting import read_metrics
+from ganforge.objectives import OBJECTIVES, Objective, gan_discriminator_loss
+from ganforge.steplog import read_step_log
 
 
 def error_lines(capsys) -> list[str]:
@@ -59,7 +59,7 @@ def logged_steps(run: Path) -> list[dict]:
     """The per-step records without their wall-clock times."""
     return [
         {k: v for k, v in record.items() if k != "time"}
-        for record in read_metrics(run / "metrics.jsonl")
+        for record in read_step_log(run / "metrics.jsonl")
         if "d_loss" in record or "loss" in record
     ]
 
@@ -151,7 +151,7 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capsy
     (run / "summary.json").unlink()
     newest_path = checkpoint_paths(run)[-1]
     newest_path.write_bytes(newest_path.read_bytes()[:1000])  # a disk fault, not a kill
-    assert main(["train", "--resume", str(run), "--max-steps", "6", "--quiet"]) == 0
+    assert main(["train", "--resume", str(run), "--max-steps", "6"]) == 0  # not --quiet
     assert "skipped a checkpoint" in capsys.readouterr().err
     assert newest(run)["step"] == 6
 
@@ -159,7 +159,7 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capsy
 def test_best_checkpoint_is_the_lowest_fid_and_survives_rotation(tmp_path):
     run = tmp_path / "run"
     assert tiny_train(run, *EVAL_FLAGS, "--max-steps", "8", "--keep-checkpoints", "1") == 0
-    fids = {r["step"]: r["fid"] for r in read_metrics(run / "metrics.jsonl") if "fid" in r}
+    fids = {r["step"]: r["fid"] for r in read_step_log(run / "metrics.jsonl") if "fid" in r}
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["fid"] == min(fids.values())
     assert best["step"] == min(fids, key=fids.get)
@@ -384,16 +384,16 @@ def test_a_full_disk_mid_run_is_one_clear_error_and_keeps_the_checkpoint(
 
 
 def test_an_unwritable_run_folder_mid_run_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    import ganforge.runs
+    import ganforge.training.run_folder
 
-    real_save_grid = ganforge.runs.save_grid
+    real_save_grid = ganforge.training.run_folder.save_grid
 
     def save_grid(images, path, *args):
         if "step_0000006" in str(path):
             raise PermissionError(errno.EACCES, "Permission denied")
         real_save_grid(images, path, *args)
 
-    monkeypatch.setattr(ganforge.runs, "save_grid", save_grid)
+    monkeypatch.setattr(ganforge.training.run_folder, "save_grid", save_grid)
     run = tmp_path / "run"
     assert tiny_train(run, "--max-steps", "12", "--checkpoint-every", "3") == 2
     lines = error_lines(capsys)

@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ganforge.checkpoint import load_checkpoint, make_checkpoint
+from ganforge.checkpoint_file import FORMAT_VERSION, load_checkpoint
+from ganforge.data.idx import read_idx, write_idx
 from ganforge.errors import GanforgeError
-from ganforge.idx import read_idx, write_idx
 
 FUZZ = settings(
     max_examples=150,
@@ -32,19 +32,21 @@ def valid_idx_bytes(tmp_path: Path) -> bytes:
 
 def valid_checkpoint_bytes() -> bytes:
     generator, discriminator = torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)
-    state = make_checkpoint(
-        config={"architecture": "mlp"},
-        step=1,
-        epoch=0,
-        generator=generator,
-        discriminator=discriminator,
-        g_optimizer=torch.optim.Adam(generator.parameters()),
-        d_optimizer=torch.optim.Adam(discriminator.parameters()),
-        g_scaler=torch.amp.GradScaler("cpu", enabled=False),
-        d_scaler=torch.amp.GradScaler("cpu", enabled=False),
-        rng_states={"torch": torch.get_rng_state()},
-        progress={"elapsed_s": 1.0},
-    )
+    state = {
+        "format_version": FORMAT_VERSION,
+        "ganforge_version": "0.1.0",
+        "config": {"architecture": "mlp"},
+        "step": 1,
+        "epoch": 0,
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+        "g_optimizer": torch.optim.Adam(generator.parameters()).state_dict(),
+        "d_optimizer": torch.optim.Adam(discriminator.parameters()).state_dict(),
+        "g_scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
+        "d_scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
+        "rng_states": {"torch": torch.get_rng_state()},
+        "progress": {"elapsed_s": 1.0},
+    }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()

@@ -14,12 +14,12 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from conftest import tiny_train
 from ganforge.cli import main
 from ganforge.config import build_config
-from ganforge.data import to_uint8
+from ganforge.data.datasets import to_uint8
 from ganforge.errors import GanforgeError
-from ganforge.models import DCGANDiscriminator, MLPDiscriminator, sample_noise
+from ganforge.nets import DCGANDiscriminator, MLPDiscriminator, VAEEncoder, sample_noise
+from ganforge.objectives import elbo, gaussian_kl, log_likelihood, reparameterise
 from ganforge.sampling import load_generator
-from ganforge.training import build_gan, iterate_training, vae_training_step
-from ganforge.vae import VAEEncoder, elbo, gaussian_kl, log_likelihood, reparameterise
+from ganforge.training import build_trained_models, iterate_training, vae_step
 
 
 def test_elbo_of_a_hand_worked_case():
@@ -81,7 +81,7 @@ def test_reparameterised_draws_have_the_posteriors_moments_and_gradients():
 @pytest.mark.parametrize("body", [MLPDiscriminator, DCGANDiscriminator])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_encoder_gives_a_posterior_per_image(body, likelihood):
-    encoder = VAEEncoder(body(), latent_dim=7, likelihood=likelihood)
+    encoder = VAEEncoder(body(), latent_dim=7, learned_sigma=likelihood == "gaussian")
     mean, log_var = encoder(torch.rand(5, 1, 28, 28) * 2 - 1)
     assert mean.shape == log_var.shape == (5, 7)
     assert (encoder.log_sigma is not None) == (likelihood == "gaussian")
@@ -109,7 +109,7 @@ def test_vae_steps_raise_the_elbo(likelihood):
     config = build_config(
         "vae", overrides={"likelihood": likelihood, "device": "cpu", "noise_dim": 8}
     )
-    vae = build_gan(config, torch.device("cpu"))
+    vae = build_trained_models(config, torch.device("cpu"))
     images = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
     images[:, :, 8:20, 8:20] = 255  # one square: easy to reconstruct
     noise = torch.Generator().manual_seed(1)
@@ -120,7 +120,7 @@ def test_vae_steps_raise_the_elbo(likelihood):
         )
     ]
     assert losses[-1] < 0.7 * losses[0]
-    stats, _ = vae_training_step(vae, images[:32].float() / 127.5 - 1, noise)
+    stats, _ = vae_step(vae, images[:32].float() / 127.5 - 1, noise)
     assert stats["loss"] == pytest.approx(stats["reconstruction"] + stats["kl"], rel=1e-5)
     assert stats["kl"] >= 0
 
@@ -137,13 +137,13 @@ def test_vae_run_logs_the_elbo_and_samples_its_prior(tmp_path, capsys):
     assert (run / "loss_curve.png").is_file()
 
     generator, config = load_generator(run)
-    assert config["noise"] == "normal" and config["loss"] == "elbo"
+    assert config.noise == "normal" and config.loss == "elbo"
     out = tmp_path / "samples.npz"
     flags = ["--num", "6", "--seed", "5", "--truncation", "0.5"]
     assert main(["sample", str(run), *flags, "--out", str(out)]) == 0
     # The samples decode standard-normal codes at temperature 0.5.
     rng = torch.Generator().manual_seed(5)
-    codes = sample_noise(6, config["noise_dim"], distribution="normal", generator=rng) * 0.5
+    codes = sample_noise(6, config.noise_dim, distribution="normal", generator=rng) * 0.5
     with torch.no_grad():
         expected = to_uint8(generator(codes))[:, 0].numpy()
     assert np.array_equal(np.load(out)["images"], expected)

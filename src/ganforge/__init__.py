@@ -1,19 +1,22 @@
 """ganforge: train, evaluate and sample GANs on small image datasets.
 
-The public API:
+The entry points a script needs (:mod:`ganforge.api`)::
 
-* :mod:`ganforge.models`: the assignment's networks, Radford et al.'s DCGAN for 32 and 64 px,
-  the class-conditional wrappers, and :func:`~ganforge.models.sample_noise`;
-* :mod:`ganforge.losses`: the GAN, LSGAN, Wasserstein and hinge objectives and the penalties;
-* :mod:`ganforge.vae`: the VAE's encoder and ELBO, trained by the same loop;
-* :mod:`ganforge.data`: datasets in memory (MNIST offline, Fashion-MNIST, CIFAR-10, image
-  folders), resized to the networks' size;
-* :mod:`ganforge.training`: :func:`~ganforge.training.train` and the step it repeats;
-* :mod:`ganforge.sampling`: images from a trained run;
-* :mod:`ganforge.evaluator`, :mod:`ganforge.metrics`, :mod:`ganforge.evaluation`: the shipped
-  evaluator networks, the sample-quality metrics, and ``ganforge eval``;
-* :mod:`ganforge.report`: each run's ``report.html`` and ``ganforge compare``;
-* :mod:`ganforge.assignment`: the assignment's own function names, over the above.
+    from ganforge import train, resume, load_run, sample, evaluate
+
+The packages, from the bottom floor up (``ARCHITECTURE.md`` draws the house):
+
+* :mod:`ganforge.nets`: the networks; :mod:`ganforge.objectives`: what training minimises;
+  :mod:`ganforge.data`: datasets in memory;
+* :mod:`ganforge.config` and :mod:`ganforge.presets`: a run's settings;
+* :mod:`ganforge.checkpoint_file` and :mod:`ganforge.sampling`: reading runs, drawing images;
+* :mod:`ganforge.eval`: the evaluators and metrics; :mod:`ganforge.report`: the run's page;
+* :mod:`ganforge.training`: the trained models, the step, the loop and a whole run;
+* :mod:`ganforge.cli` and :mod:`ganforge.assignment`: the command line and the assignment's
+  own names, over all of the above.
 """
 
-__version__ = "0.1.0"
+from ganforge.api import evaluate, load_run, resume, sample, train
+from ganforge.version import __version__
+
+__all__ = ["__version__", "evaluate", "load_run", "resume", "sample", "train"]

@@ -1,9 +1,10 @@
 """The assignment's own names and signatures, so that code written against it runs unchanged.
 
-Every function here is a thin layer over ganforge's library (:mod:`ganforge.models`,
-:mod:`ganforge.losses`, :mod:`ganforge.training`): there is one implementation of each network,
-loss and training step. As in the assignment, generators return flat ``(N, 784)`` images in
-``[-1, 1]`` and discriminators return ``(N, 1)`` scores.
+Every function here is a thin layer over ganforge's library (:mod:`ganforge.nets`,
+:mod:`ganforge.objectives`, :mod:`ganforge.training`): there is one implementation of each
+network, loss and training step, and nothing in the library imports this module. As in the
+assignment, generators return flat ``(N, 784)`` images in ``[-1, 1]`` and discriminators return
+``(N, 1)`` scores.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganforge import losses, models
+from ganforge import nets, objectives
+from ganforge.config import TrainConfig
 from ganforge.data import load_dataset
-from ganforge.training import GAN, iterate_training, make_optimizer
+from ganforge.nets import classic
+from ganforge.training import TrainedModels, iterate_training, make_optimizer
 
 NOISE_DIM = 96
 #: The assignment casts with ``.type(dtype)``; on the CPU that is ``torch.FloatTensor``.
@@ -38,33 +41,33 @@ class Unflatten(nn.Module):
 
 def sample_noise(batch_size: int, dim: int) -> torch.Tensor:
     """Uniform noise in ``[-1, 1)``, shape ``(batch_size, dim)``, from torch's global RNG."""
-    return models.sample_noise(batch_size, dim)
+    return nets.sample_noise(batch_size, dim)
 
 
 def initialize_weights(m: nn.Module) -> None:
     """Xavier-uniform weights for Linear and ConvTranspose2d layers (use with ``model.apply``)."""
-    models.xavier_init_(m)
+    classic.xavier_init_(m)
 
 
 def discriminator() -> nn.Module:
     """The MLP discriminator, 784 → 256 → 256 → 1."""
-    return models.MLPDiscriminator()
+    return classic.MLPDiscriminator()
 
 
 def generator(noise_dim: int = NOISE_DIM) -> nn.Module:
     """The MLP generator, noise_dim → 1024 → 1024 → 784, output ``(N, 784)`` in ``[-1, 1]``."""
-    return nn.Sequential(models.MLPGenerator(noise_dim), Flatten())
+    return nn.Sequential(classic.MLPGenerator(noise_dim), Flatten())
 
 
 def build_dc_classifier(batch_size: int | None = None) -> nn.Module:
     """The DCGAN discriminator. ``batch_size`` is accepted for the assignment's signature; the
     network takes any batch size, as ``(N, 784)`` or ``(N, 1, 28, 28)``."""
-    return models.DCGANDiscriminator()
+    return classic.DCGANDiscriminator()
 
 
 def build_dc_generator(noise_dim: int = NOISE_DIM) -> nn.Module:
     """The InfoGAN generator, output ``(N, 784)`` in ``[-1, 1]``."""
-    return nn.Sequential(models.DCGANGenerator(noise_dim), Flatten())
+    return nn.Sequential(classic.DCGANGenerator(noise_dim), Flatten())
 
 
 def bce_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -74,10 +77,10 @@ def bce_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(input, target.to(input.dtype))
 
 
-discriminator_loss = losses.gan_discriminator_loss
-generator_loss = losses.gan_generator_loss
-ls_discriminator_loss = losses.lsgan_discriminator_loss
-ls_generator_loss = losses.lsgan_generator_loss
+discriminator_loss = objectives.gan_discriminator_loss
+generator_loss = objectives.gan_generator_loss
+ls_discriminator_loss = objectives.lsgan_discriminator_loss
+ls_generator_loss = objectives.lsgan_generator_loss
 
 
 def get_optimizer(model: nn.Module) -> torch.optim.Adam:
@@ -103,7 +106,7 @@ def rel_error(x, y) -> float:
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters of a model."""
-    return models.count_parameters(model)
+    return nets.count_parameters(model)
 
 
 def show_images(images):
@@ -138,7 +141,7 @@ class _AsImages(nn.Module):
         self.generator = generator
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.generator(noise).reshape(-1, *models.IMAGE_SHAPE)
+        return self.generator(noise).reshape(-1, *classic.IMAGE_SHAPE)
 
 
 def run_a_gan(
@@ -161,11 +164,12 @@ def run_a_gan(
     """
     device = next(G.parameters()).device
     images = load_dataset("mnist", "train").images.to(device)
-    objective = losses.Objective("custom", discriminator_loss, generator_loss, torch.mean)
-    gan = GAN(_AsImages(G), D, G_solver, D_solver, objective, noise_size)
+    objective = objectives.Objective("custom", discriminator_loss, generator_loss, torch.mean)
+    settings = TrainConfig(noise_dim=noise_size, batch_size=batch_size)
+    trained = TrainedModels(settings, _AsImages(G), D, G_solver, D_solver, objective)
     figures = []
     for it in iterate_training(
-        gan, images, batch_size=batch_size, epochs=num_epochs, shuffle=False
+        trained, images, batch_size=batch_size, epochs=num_epochs, shuffle=False
     ):
         iter_count = it.step - 1
         if iter_count % show_every == 0:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from ganforge import __version__
 from ganforge.config import DEVICES, MAX_SAMPLES, MAX_SEED, TrainConfig, build_config
 from ganforge.data import check_dataset_name
 from ganforge.errors import GanforgeError, TrainingStopped
 from ganforge.files import atomic_write_text, read_json
 from ganforge.presets import PRESETS
+from ganforge.version import __version__
 
 FLAG_HELP = {
     "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), or radford "
@@ -252,11 +252,13 @@ def _number(value) -> str:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from ganforge.training import resume_config_for, train
+    from ganforge.console import Console
+    from ganforge.training import open_resume, train
 
     overrides = {
         f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS
     }
+    resume = None
     if args.resume is None:
         config = build_config(args.preset, args.config, overrides)
     else:
@@ -270,8 +272,9 @@ def _run_train(args: argparse.Namespace) -> None:
                 f"--resume continues RUN with its own config and folder; {', '.join(given)} "
                 "cannot be given with it"
             )
-        config = resume_config_for(args.resume, overrides)
-    summary = train(config, quiet=args.quiet, resume=args.resume is not None)
+        resume = open_resume(args.resume, overrides)
+        config = resume.config
+    summary = train(config, Console(quiet=args.quiet), resume=resume)
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     run = summary.run_dir
@@ -298,8 +301,8 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_sample(args: argparse.Namespace) -> None:
     import torch
 
-    from ganforge.reporting import save_grid
-    from ganforge.sampling import generate, load_generator, save_npz
+    from ganforge.image_files import save_grid, save_npz
+    from ganforge.sampling import generate, load_generator
     from ganforge.training import resolve_device
 
     if args.out is None and args.grid is None:
@@ -311,8 +314,6 @@ def _run_sample(args: argparse.Namespace) -> None:
             raise GanforgeError(f"{path} must end in {suffix}")
         if path is not None:
             _check_parent_folder(path)
-    if not 0 < args.truncation <= 1:
-        raise GanforgeError(f"--truncation must be in (0, 1], got {args.truncation}")
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
     classes = getattr(generator, "num_classes", 0)
@@ -332,9 +333,9 @@ def _run_sample(args: argparse.Namespace) -> None:
     images = generate(
         generator,
         num,
-        config["noise_dim"],
+        config.noise_dim,
         seed=args.seed,
-        noise=config.get("noise", "uniform"),
+        noise=config.noise,
         truncation=args.truncation,
         labels=labels,
         device=device,
@@ -354,9 +355,9 @@ def _run_interpolate(args: argparse.Namespace) -> None:
     import torch
     from torchvision.utils import make_grid
 
-    from ganforge.models import sample_noise
-    from ganforge.reporting import save_grid
-    from ganforge.sampling import generate_from, interpolate, load_generator, save_gif
+    from ganforge.image_files import save_gif, save_grid
+    from ganforge.nets import sample_noise
+    from ganforge.sampling import generate_from, interpolate, load_generator
     from ganforge.training import resolve_device
 
     for flag, value, low, high in (
@@ -375,10 +376,7 @@ def _run_interpolate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     generator, config = load_generator(args.run, device)
     rng = torch.Generator().manual_seed(args.seed)
-    distribution = config.get("noise", "uniform")
-    ends = sample_noise(
-        2 * args.rows, config["noise_dim"], distribution=distribution, generator=rng
-    )
+    ends = sample_noise(2 * args.rows, config.noise_dim, distribution=config.noise, generator=rng)
     walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
     classes = getattr(generator, "num_classes", 0)  # a conditional walk keeps its row's class
     labels = (torch.arange(args.rows) % classes).repeat_interleave(args.steps) if classes else None
@@ -451,7 +449,8 @@ def _check_parent_folder(path: Path) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from ganforge.evaluation import evaluate, format_table, save_run_evaluation
+    from ganforge.eval import evaluate, format_table, save_run_evaluation
+    from ganforge.report import build_report
 
     _check_count("--num", args.num)
     _check_count("--prdc-num", args.prdc_num)
@@ -470,11 +469,12 @@ def _run_eval(args: argparse.Namespace) -> None:
     )
     if args.source.is_dir():  # a run folder keeps its scores and shows them in its report
         save_run_evaluation(args.source, result)
+        build_report(args.source)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
 
 
 def _run_evaluator_train(args: argparse.Namespace) -> None:
-    from ganforge.evaluator import train_evaluator
+    from ganforge.eval import train_evaluator
 
     if args.epochs < 1:
         raise GanforgeError(f"--epochs must be at least 1, got {args.epochs}")

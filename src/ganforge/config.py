@@ -17,11 +17,9 @@ from typing import Any
 
 import yaml
 
-from ganforge import __version__
 from ganforge.data import check_dataset_name, native_image_shape
 from ganforge.errors import GanforgeError
-from ganforge.losses import OBJECTIVES
-from ganforge.models import (
+from ganforge.nets import (
     ARCHITECTURES,
     CONDITIONINGS,
     INITS,
@@ -29,11 +27,13 @@ from ganforge.models import (
     NOISE_DISTRIBUTIONS,
     check_image_shape,
 )
-from ganforge.performance import PRECISIONS
+from ganforge.objectives import LIKELIHOODS, OBJECTIVES, VAE_LOSS
 from ganforge.presets import PRESETS
-from ganforge.vae import LIKELIHOODS, VAE_LOSS
+from ganforge.version import __version__
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Arithmetic precisions (see :mod:`ganforge.training.performance`).
+PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "rmsprop")
 MAX_SEED = 2**63 - 16  # torch seeds are signed 64-bit, and a run uses seed to seed + 3
 MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 28×28 images
@@ -106,7 +106,7 @@ class TrainConfig:
     eval_num: int = 2000  # samples for each of those evaluations
     final_eval_num: int = 10_000  # samples for the full evaluation at the end (0: skip)
     tensorboard: bool = False  # also log to <run>/tensorboard
-    precision: str = "fp32"  # see ganforge.performance.PRECISIONS
+    precision: str = "fp32"  # see PRECISIONS
     compile: bool = False  # torch.compile the networks
     sync_bn: bool = False  # SyncBatchNorm under torchrun (CUDA only)
 
@@ -196,7 +196,7 @@ def config_from_checkpoint(values: Any, source: str, written_by: str) -> TrainCo
     # Runs from before ema_every averaged their EMA every iteration.
     config = TrainConfig(**{"ema_every": 1, **values})
     try:
-        validate(config)
+        validate(config, check_files=False)  # a reader may not have the run's data
     except GanforgeError as exc:
         raise GanforgeError(
             "\n".join(f"{source}: {line}" for line in str(exc).splitlines())
@@ -225,8 +225,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate(config: TrainConfig) -> None:
-    """Raise :class:`GanforgeError` naming every invalid field, one per line."""
+def validate(config: TrainConfig, check_files: bool = True) -> None:
+    """Raise :class:`GanforgeError` naming every invalid field, one per line; with
+    ``check_files``, also a dataset folder or data root that does not exist."""
     problems: list[str] = []
 
     def need(ok: bool, message: str) -> None:
@@ -273,7 +274,8 @@ def validate(config: TrainConfig) -> None:
         except GanforgeError as exc:
             problems.append(str(exc))
         folder = config.dataset.removeprefix("folder:")
-        if config.dataset.startswith("folder:") and folder and not Path(folder).is_dir():
+        is_folder = config.dataset.startswith("folder:") and folder
+        if check_files and is_folder and not Path(folder).expanduser().is_dir():
             problems.append(f"image folder not found: {folder}")
     else:
         problems.append(f"dataset must be a string, got {config.dataset!r}")
@@ -315,8 +317,9 @@ def validate(config: TrainConfig) -> None:
     for key in ("data_root", "out"):
         value = getattr(config, key)
         need(value is None or isinstance(value, str), f"{key} must be a path, got {value!r}")
-    if isinstance(config.data_root, str) and Path(config.data_root).exists():
-        need(Path(config.data_root).is_dir(), f"data_root {config.data_root} is not a folder")
+    root = Path(config.data_root).expanduser() if isinstance(config.data_root, str) else None
+    if check_files and root is not None and root.exists():
+        need(root.is_dir(), f"data_root {config.data_root} is not a folder")
     for key in ("download", "tensorboard", "compile", "sync_bn", "spectral_norm"):
         value = getattr(config, key)
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")

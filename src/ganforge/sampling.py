@@ -1,49 +1,67 @@
 """Images from a trained run: rebuild its generator from a checkpoint, draw samples, walk its
-latent space, and make animated GIFs."""
+latent space, and fit BatchNorm statistics to a generator's weights.
+
+Generators map noise ``(N, noise_dim)`` (and labels ``(N,)`` when class-conditional) to images
+``(N, C, H, W)`` in ``[-1, 1]``.
+"""
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
-from pathlib import Path
+from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
-from ganforge.checkpoint import load_checkpoint, load_weights, sampling_weights
-from ganforge.data import to_uint8
+from ganforge.checkpoint_file import (
+    checkpoint_config,
+    load_checkpoint,
+    load_weights,
+    sampling_weights,
+)
+from ganforge.config import TrainConfig, image_shape
 from ganforge.errors import GanforgeError
-from ganforge.files import atomic_write_bytes
-from ganforge.models import ARCHITECTURES, CONDITIONINGS, build_generator, sample_noise
-from ganforge.reporting import write_gif
+from ganforge.nets import build_generator, sample_noise
 
 
 def load_generator(
     run_or_checkpoint: str | os.PathLike, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, TrainConfig]:
     """The generator of a run folder's newest checkpoint (or of a checkpoint file), in eval mode,
-    with the EMA weights when the run kept an EMA.
+    with the EMA weights when the run kept an EMA; and the settings the run was trained with.
 
-    Returns ``(generator, config)``; BatchNorm layers use their running statistics.
+    BatchNorm layers use their running statistics.
     """
     checkpoint = load_checkpoint(run_or_checkpoint)
-    config = checkpoint["config"]
-    architecture, noise_dim = config.get("architecture"), config.get("noise_dim")
-    conditioning, classes = config.get("conditioning", "none"), config.get("num_classes", 0)
-    if architecture not in ARCHITECTURES or not isinstance(noise_dim, int):
-        raise GanforgeError(f"{checkpoint['path']}: its config names no known architecture")
-    if conditioning not in CONDITIONINGS or not isinstance(classes, int):
-        raise GanforgeError(f"{checkpoint['path']}: its config names no known conditioning")
-    # Runs from before image_size and channels were settings drew the assignment's 1×28×28.
-    size = config.get("image_size") or 28
-    shape = (config.get("channels") or 1, size, size)
+    config = checkpoint_config(checkpoint)
     try:
-        generator = build_generator(architecture, noise_dim, conditioning, classes, shape)
-    except ValueError as exc:
+        generator = build_generator(
+            config.architecture,
+            config.noise_dim,
+            config.conditioning,
+            config.num_classes,
+            image_shape(config),
+        )
+    except (ValueError, GanforgeError) as exc:
         raise GanforgeError(f"{checkpoint['path']}: {exc}") from None
     load_weights(generator, sampling_weights(checkpoint), "generator", checkpoint["path"])
     return generator.to(device).eval(), config
+
+
+@contextlib.contextmanager
+def in_eval_mode(*models: nn.Module) -> Iterator[None]:
+    """``models`` in eval mode inside (BatchNorm on its running statistics), each back in the
+    mode it had afterwards: the training networks return to training, the EMA copy, which only
+    ever samples, stays in eval."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for model, training in zip(models, modes, strict=True):
+            model.train(training)
 
 
 def balanced_labels(num: int, num_classes: int) -> torch.Tensor:
@@ -163,32 +181,3 @@ def interpolate(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str) -
     weight_b = torch.where(parallel, t, torch.sin(t * omega) / sin)
     direction = weight_a * unit_a + weight_b * unit_b
     return direction * ((1 - t) * norm_a + t * norm_b)
-
-
-def save_gif(frames: list[torch.Tensor], path: Path, frame_ms: int = 200) -> None:
-    """An animated GIF, looping, of ``frames``: each an image grid ``(C, H, W)`` with values in
-    ``[0, 1]`` (as :func:`torchvision.utils.make_grid` returns it). Written atomically."""
-    from PIL import Image
-
-    pictures = []
-    for frame in frames:
-        array = (frame.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        pictures.append(Image.fromarray(array[..., 0] if array.shape[2] == 1 else array))
-    try:
-        write_gif(pictures, path, frame_ms)
-    except OSError as exc:
-        raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def save_npz(images: torch.Tensor, path: Path) -> None:
-    """Save ``(N, C, H, W)`` images in ``[-1, 1]`` as uint8 under key ``images``:
-    ``N×H×W`` for grayscale, ``N×H×W×C`` for colour. Written atomically."""
-    array = to_uint8(images).permute(0, 2, 3, 1).numpy()
-    if array.shape[-1] == 1:
-        array = array[..., 0]
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=array)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        raise GanforgeError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -13,10 +13,12 @@ How a run on N processes relates to the same run on one:
   mean: the N-process run is the one-process run computed in parallel (up to float rounding,
   and up to BatchNorm statistics unless ``sync_bn`` makes them global);
 * each rank seeds torch's global generator with ``seed + rank`` for anything else random;
-  DDP broadcasts rank 0's initial weights, so all ranks start alike;
+  DDP broadcasts rank 0's initial weights and buffers, so all ranks start alike;
 * only rank 0 writes logs, grids, checkpoints and evaluations; its checkpoints hold the plain
   modules' state dicts, the same files a single process writes (BatchNorm's running statistics
-  are rank 0's, from its slices, unless ``sync_bn``);
+  are rank 0's, from its slices, unless ``sync_bn``); rank 0 scores its evaluations alone, with
+  no collective (:data:`ganforge.eval.metrics.LOCAL_METRIC`), while the others wait in the next
+  step's, and they leave when training ends, without waiting for its final evaluation;
 * local rank 0 of each node prepares the dataset (fetching it if needed) while the others wait.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -129,8 +132,12 @@ def wrap_for_data_parallel(model: nn.Module, shard: Shard, device: torch.device)
 
     device_ids = [device.index] if device.type == "cuda" else None
     # Buffers (BatchNorm's running statistics) stay per rank: only rank 0's are saved, and
-    # broadcasting them would cost a collective per forward for nothing.
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    # broadcasting them would cost a collective per forward for nothing. torch 2.13 deprecated
+    # broadcast_buffers=False for forward_sync_buffers=False, which also stops that broadcast
+    # but still copies rank 0's buffers once, here: the model is freshly built (a resumed run
+    # loads its checkpoint after this), so BatchNorm's are alike on every rank anyway, and
+    # spectral norm's random power-iteration vectors become rank 0's, the one-process run's.
+    return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def check_sync_batchnorm(device: torch.device) -> None:
@@ -183,14 +190,38 @@ def mean_over_ranks(values: torch.Tensor, shard: Shard) -> torch.Tensor:
     return values / shard.world_size
 
 
-def any_rank(flag: bool, shard: Shard, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any of them (``flag`` for one process).
+@dataclass(frozen=True)
+class Outcome:
+    """What the ranks agreed on after an iteration: whether any was asked to stop (SIGINT or
+    SIGTERM), and ``(rank, one-line message)`` for each rank that failed."""
 
-    Ranks that decide to stop at different steps would hang in the next collective; this is
-    one small all-reduce, paid only under torchrun.
+    stopping: bool
+    failures: tuple[tuple[int, str], ...] = ()
+
+    def describe(self, step: int, last_checkpoint: str | Path | None) -> str:
+        """One line for the ranks that did not fail: who failed, why, and what is kept."""
+        who = "; ".join(f"rank {rank} failed at step {step}: {why}" for rank, why in self.failures)
+        kept = f"; the last checkpoint is {last_checkpoint}" if last_checkpoint else ""
+        return who + kept
+
+
+def agree_on_outcome(
+    shard: Shard, device: torch.device, stop_requested: bool, failure: str | None
+) -> Outcome:
+    """Every rank's :class:`Outcome` of this iteration, from each rank's ``stop_requested`` and
+    ``failure`` (a one-line message, or ``None``).
+
+    Ranks that decide differently would hang in the next collective; this is one small
+    all-reduce, paid only under torchrun. The messages travel only when a rank failed.
     """
     if not shard.is_distributed:
-        return flag
-    value = torch.tensor([float(flag)], device=device)  # nccl reduces GPU tensors only
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return Outcome(stop_requested, ((0, failure),) if failure else ())
+    flags = torch.tensor([float(stop_requested), float(failure is not None)], device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # nccl reduces GPU tensors only
+    stopping, failed = (bool(flag) for flag in flags.tolist())
+    if not failed:
+        return Outcome(stopping)
+    messages: list[str | None] = [None] * shard.world_size
+    dist.all_gather_object(messages, failure)
+    failures = tuple((rank, why) for rank, why in enumerate(messages) if why)
+    return Outcome(stopping, failures)

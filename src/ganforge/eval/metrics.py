@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ganforge.data import resize_images
-from ganforge.evaluator import Evaluator, FeatureExtractor, LogitsExtractor
+from ganforge.eval.classifier import Evaluator, FeatureExtractor, LogitsExtractor
 
 COVERAGE_THRESHOLD = 0.02
 K_NEIGHBOURS = 3
@@ -37,6 +37,14 @@ MIN_POINTS = K_NEIGHBOURS + 1
 METRICS_VERSION = 1
 #: Images per forward pass of the evaluator inside torchmetrics (bounds activation memory).
 CHUNK = 1000
+#: Keyword arguments for every torchmetrics metric here: scores are computed by one process.
+#: A torchmetrics ``Metric`` gathers its states over the process group in ``compute()`` whenever
+#: ``torch.distributed`` is initialised (torchmetrics 1.9, ``Metric`` kwargs:
+#: ``sync_on_compute``, "If metric state should synchronize when ``compute`` is called. Default
+#: is ``True``"; ``dist_sync_on_step`` is for ``forward()``, which is never called here). Under
+#: torchrun only rank 0 evaluates, so that gather waits for ranks that are training or have
+#: exited: it hung the evaluations during training and crashed the final one.
+LOCAL_METRIC = {"sync_on_compute": False, "dist_sync_on_step": False}
 
 
 @contextmanager
@@ -121,7 +129,7 @@ def frechet_metric(feature: torch.nn.Module):
     statistics survive ``reset()``, so one reference serves many sample sets."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    return FrechetInceptionDistance(feature=feature, reset_real_features=False)
+    return FrechetInceptionDistance(feature=feature, reset_real_features=False, **LOCAL_METRIC)
 
 
 class ReferenceSet:
@@ -220,8 +228,12 @@ def all_scores(
     with warnings.catch_warnings():
         # torchmetrics warns that KID and IS keep every feature; here that is a few MB.
         warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=FeatureExtractor(evaluator.net), subset_size=subset)
-        inception = InceptionScore(feature=LogitsExtractor(evaluator.net), splits=10)
+        kid = KernelInceptionDistance(
+            feature=FeatureExtractor(evaluator.net), subset_size=subset, **LOCAL_METRIC
+        )
+        inception = InceptionScore(
+            feature=LogitsExtractor(evaluator.net), splits=10, **LOCAL_METRIC
+        )
     with seeded(seed):
         _update(kid, reference.test_images, real=True)
         _update(kid, images, real=False)

@@ -1,4 +1,8 @@
-"""Checkpoints: what a run saves, how it is written safely, and how it is read back safely.
+"""The checkpoint file: its format, how it is written safely, and how it is read back safely.
+
+What goes into a checkpoint, and how a run resumes from one, is
+:mod:`ganforge.training.checkpoints`'; this module is the file format every reader shares (``train
+--resume``, ``sample``, ``eval``, ``interpolate``).
 
 A checkpoint is a plain dict saved with :func:`torch.save` and loaded with
 ``torch.load(weights_only=True)``, so opening a stranger's file cannot run their code. Writes go
@@ -18,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganforge import __version__
+from ganforge.config import TrainConfig, config_from_checkpoint
 from ganforge.errors import GanforgeError
 from ganforge.files import atomic_write_bytes
+from ganforge.version import __version__
 
 FORMAT_VERSION = 1
 
@@ -40,48 +45,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def make_checkpoint(
-    *,
-    config: dict[str, Any],
-    step: int,
-    epoch: int,
-    generator: nn.Module,
-    discriminator: nn.Module,
-    g_optimizer: torch.optim.Optimizer,
-    d_optimizer: torch.optim.Optimizer,
-    g_scaler: torch.amp.GradScaler,
-    d_scaler: torch.amp.GradScaler,
-    rng_states: dict[str, torch.Tensor | None],
-    progress: dict[str, Any],
-    generator_ema: nn.Module | None = None,
-) -> dict[str, Any]:
-    """Everything needed to sample from a run or to continue it exactly.
-
-    ``rng_states`` holds the generator states that make the continuation draw the same numbers
-    (torch's global one, the data order's at the start of the next step's epoch, the noise's);
-    ``progress`` holds the plain-data bookkeeping of the loop (times, best FID, the monitor).
-    ``generator_ema``: the :class:`~torch.optim.swa_utils.AveragedModel` of G, when there is one
-    (sampling uses its weights).
-    """
-    ema = {} if generator_ema is None else {"generator_ema": generator_ema.state_dict()}
-    return {
-        "format_version": FORMAT_VERSION,
-        "ganforge_version": __version__,
-        "config": config,
-        "step": step,
-        "epoch": epoch,
-        "generator": generator.state_dict(),
-        "discriminator": discriminator.state_dict(),
-        "g_optimizer": g_optimizer.state_dict(),
-        "d_optimizer": d_optimizer.state_dict(),
-        "g_scaler": g_scaler.state_dict(),
-        "d_scaler": d_scaler.state_dict(),
-        "rng_states": rng_states,
-        "progress": progress,
-        **ema,
-    }
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
@@ -212,3 +175,11 @@ def load_weights(module: nn.Module, state: dict[str, Any], what: str, path: str)
             f"{path}: its {what} weights do not fit the {type(module).__name__} that its "
             f"config describes ({detail})"
         ) from None
+
+
+def checkpoint_config(checkpoint: dict[str, Any]) -> TrainConfig:
+    """The settings a loaded checkpoint was trained with: the one way every reader turns a
+    checkpoint's config back into a :class:`~ganforge.config.TrainConfig`."""
+    return config_from_checkpoint(
+        checkpoint["config"], checkpoint["path"], checkpoint.get("ganforge_version", "unknown")
+    )

@@ -1,5 +1,6 @@
-"""GAN objectives: each a discriminator loss and a generator loss over discriminator scores,
-and the gradient penalties that regularise a discriminator.
+"""What training minimises: the GAN objectives (each a discriminator loss and a generator loss
+over discriminator scores), the gradient penalties that regularise a discriminator, and the VAE's
+evidence lower bound (:func:`elbo`).
 
 Scores may have shape ``(N,)`` or ``(N, 1)``; they are flattened to ``(N,)`` first, so that an
 ``(N, 1)`` score never broadcasts against ``(N,)`` targets into an ``N × N`` matrix. Every loss
@@ -8,6 +9,7 @@ is a mean over the minibatch (never a sum) and returns a 0-d tensor of the score
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,3 +133,67 @@ OBJECTIVES: dict[str, Objective] = {
         d_wins_below=None,
     ),
 }
+
+
+#: The ``loss`` that trains a VAE instead of a GAN.
+VAE_LOSS = "elbo"
+
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+#: The Bernoulli mean is clamped this far from 0 and 1, so that a saturated tanh costs a large
+#: but finite log-likelihood (PyTorch's binary cross-entropy clamps its logarithms alike).
+_EPS = 1e-6
+
+
+def reparameterise(
+    mean: torch.Tensor, log_var: torch.Tensor, standard_normal: torch.Tensor
+) -> torch.Tensor:
+    """``z = mean + σ · ε`` with ``σ = exp(log_var / 2)`` and ``ε`` a standard-normal draw of
+    the same shape ``(N, latent_dim)``: a sample of ``q(z | x)`` that gradients flow through."""
+    return mean + torch.exp(0.5 * log_var) * standard_normal
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, exp(log_var)) ‖ N(0, I))`` per row, in nats: ``(N, d)`` → ``(N,)``."""
+    return 0.5 * (mean.square() + log_var.exp() - 1 - log_var).sum(dim=1)
+
+
+def log_likelihood(
+    images: torch.Tensor,
+    decoded: torch.Tensor,
+    likelihood: str,
+    log_sigma: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``log p(x | z)`` per image, in nats: ``images`` and the decoder's ``decoded`` means, both
+    ``(N, C, H, W)`` in ``[-1, 1]`` → ``(N,)``. ``log_sigma``: the Gaussian's scalar ``log σ``."""
+    if likelihood == "bernoulli":
+        target = (images + 1) / 2
+        mean = ((decoded + 1) / 2).clamp(_EPS, 1 - _EPS)
+        per_pixel = target * mean.log() + (1 - target) * (-mean).log1p()
+    elif likelihood == "gaussian":
+        if log_sigma is None:
+            raise ValueError("a Gaussian likelihood needs log_sigma")
+        z = (images - decoded) * torch.exp(-log_sigma)
+        per_pixel = -0.5 * z.square() - log_sigma - 0.5 * math.log(2 * math.pi)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+def elbo(
+    images: torch.Tensor,
+    decoded: torch.Tensor,
+    mean: torch.Tensor,
+    log_var: torch.Tensor,
+    likelihood: str,
+    log_sigma: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The evidence lower bound per image and its two terms, each ``(N,)`` in nats:
+    ``(elbo, reconstruction, kl)`` with ``elbo = −reconstruction − kl``, where
+    ``reconstruction = −log p(x | z)`` at the decoded draw and ``kl`` is the posterior's
+    divergence from the prior. Training minimises ``−elbo``."""
+    reconstruction = -log_likelihood(images, decoded, likelihood, log_sigma)
+    kl = gaussian_kl(mean, log_var)
+    return -reconstruction - kl, reconstruction, kl

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganforge.config import TrainConfig
 from ganforge.data import load_dataset, resolve_data_root, to_uint8
 from ganforge.errors import GanforgeError
-from ganforge.evaluator import Evaluator, load_evaluator
-from ganforge.files import atomic_write_text
-from ganforge.metrics import (
+from ganforge.eval.classifier import Evaluator, load_evaluator
+from ganforge.eval.metrics import (
     METRICS_VERSION,
     MIN_POINTS,
     ReferenceSet,
@@ -26,7 +26,8 @@ from ganforge.metrics import (
     nearest_distances,
     precision_recall_density_coverage,
 )
-from ganforge.sampling import balanced_labels
+from ganforge.files import atomic_write_text
+from ganforge.sampling import balanced_labels, generate, load_generator
 
 
 def npz_images(path: Path) -> torch.Tensor:
@@ -60,8 +61,8 @@ def npz_images(path: Path) -> torch.Tensor:
 
 def load_samples(
     source: str | os.PathLike, num: int, seed: int | None = None
-) -> tuple[torch.Tensor, dict[str, Any] | None, int]:
-    """Images to score: ``(uint8 (N, C, H, W), the run's config or None, the seed used)``.
+) -> tuple[torch.Tensor, TrainConfig | None, int]:
+    """Images to score: ``(uint8 (N, C, H, W), the run's settings or None, the seed used)``.
 
     ``source`` is an ``.npz`` of samples, or a run folder / checkpoint to draw ``num`` from with
     noise of ``seed`` (default: the run's own seed, as its end-of-training evaluation used).
@@ -69,12 +70,9 @@ def load_samples(
     path = Path(source)
     if path.suffix == ".npz":
         return npz_images(path)[:num], None, 0 if seed is None else seed
-    from ganforge.sampling import generate, load_generator
-
     generator, config = load_generator(path)
-    seed = config.get("seed", 0) if seed is None else seed
-    noise = config.get("noise", "uniform")
-    images = to_uint8(generate(generator, num, config["noise_dim"], seed=seed, noise=noise))
+    seed = config.seed if seed is None else seed
+    images = to_uint8(generate(generator, num, config.noise_dim, seed=seed, noise=config.noise))
     return images, config, seed
 
 
@@ -151,10 +149,9 @@ def evaluate(
     images, config, seed = load_samples(source, num, seed)
     if images.shape[0] < MIN_POINTS:
         raise GanforgeError(f"{source} holds {images.shape[0]} images; scoring needs {MIN_POINTS}")
-    config = config or {}
-    dataset = dataset or config.get("dataset") or "mnist"
-    root = data_root or config.get("data_root")
-    train_size = config.get("train_size")
+    dataset = dataset or (config.dataset if config else "mnist")
+    root = data_root or (config.data_root if config else None)
+    train_size = config.train_size if config else None
     result: dict[str, Any] = {
         "source": str(source),
         "dataset": dataset,
@@ -188,7 +185,7 @@ def evaluate(
     _check_fits(images, evaluator, test)
     reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)
-    classes = config.get("num_classes", 0) if config.get("conditioning", "none") != "none" else 0
+    classes = config.num_classes if config and config.conditioning != "none" else 0
     # A conditional run's samples were asked for every class in turn (balanced_labels).
     labels = balanced_labels(images.shape[0], classes) if classes else None
     result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed, labels=labels)
@@ -200,15 +197,13 @@ def evaluate(
 
 
 def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
-    """Write ``eval.json`` into a run folder and rebuild its report."""
-    from ganforge.report import build_report
-
+    """Write ``eval.json`` into a run folder (its report shows it once rebuilt)."""
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
-    build_report(run_dir)
 
 
-def evaluate_run(run_dir: Path, *, num: int = 10_000, seed: int | None = None) -> dict[str, Any]:
-    """Evaluate a run folder's newest checkpoint and save the result in the folder."""
+def score_run(run_dir: Path, *, num: int = 10_000, seed: int | None = None) -> dict[str, Any]:
+    """:func:`evaluate` a run folder's newest checkpoint and keep the result in the folder
+    (``eval.json``)."""
     result = evaluate(run_dir, num=num, seed=seed)
     save_run_evaluation(run_dir, result)
     return result

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from conftest import tiny_train
-from ganforge.checkpoint import load_checkpoint
+from ganforge.checkpoint_file import load_checkpoint
 from ganforge.cli import main
-from ganforge.config import build_config
-from ganforge.losses import (
+from ganforge.config import TrainConfig, build_config
+from ganforge.nets import DCGANDiscriminator, apply_spectral_norm, build_generator, sample_noise
+from ganforge.objectives import (
     OBJECTIVES,
     gradient_penalty,
     hinge_discriminator_loss,
@@ -21,14 +22,19 @@ from ganforge.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from ganforge.models import DCGANDiscriminator, apply_spectral_norm, build_generator, sample_noise
 from ganforge.presets import PRESETS
 from ganforge.sampling import (
     STANDING_STATISTICS_NUM,
     estimate_batchnorm_statistics,
     load_generator,
 )
-from ganforge.training import GAN, build_gan, iterate_training, make_optimizer, training_step
+from ganforge.training import (
+    TrainedModels,
+    build_trained_models,
+    gan_step,
+    iterate_training,
+    make_optimizer,
+)
 
 CPU = torch.device("cpu")
 
@@ -91,7 +97,7 @@ def test_spectral_norm_makes_each_layers_largest_singular_value_one():
 
 def test_ema_update_arithmetic():
     config = build_config("dcgan-ema", overrides={"ema": 0.9, "ema_every": 1, "device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     parameter = next(gan.generator.parameters())
     ema_parameter = next(gan.ema.module.parameters())
     values = [torch.full_like(parameter, v) for v in (1.0, 2.0, 4.0)]
@@ -114,7 +120,7 @@ def test_ema_update_arithmetic():
 
 def test_an_ema_averaged_every_k_iterations_applies_the_decay_k_times():
     config = build_config("dcgan-ema", overrides={"ema": 0.9, "ema_every": 3, "device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     parameter = next(gan.generator.parameters())
     ema_parameter = next(gan.ema.module.parameters())
     for value in (1.0, 2.0):
@@ -132,7 +138,7 @@ def test_an_ema_averaged_every_k_iterations_applies_the_decay_k_times():
 
 def test_training_updates_the_ema_every_k_iterations_from_the_run_start():
     config = build_config("dcgan-ema", overrides={"ema_every": 3, "device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     images = torch.randint(0, 256, (4 * 8, 1, 28, 28), dtype=torch.uint8)
 
     def updates(**kwargs):
@@ -147,7 +153,7 @@ def test_training_updates_the_ema_every_k_iterations_from_the_run_start():
 
 def test_the_ema_samples_with_batchnorm_statistics_of_its_own_weights():
     config = build_config("dcgan-ema", overrides={"device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     with torch.no_grad():
         gan.generator.net[2].running_mean.fill_(5.0)  # G's statistics, unfit for the EMA
     gan.update_ema()
@@ -175,23 +181,23 @@ def test_the_ema_samples_with_batchnorm_statistics_of_its_own_weights():
 
 def test_a_step_makes_n_critic_discriminator_updates_and_clips():
     config = build_config("wgan", overrides={"n_critic": 3, "device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(3)]
-    stats, fake = training_step(gan, reals, torch.Generator().manual_seed(0))
-    d_steps = {float(s["step"]) for s in gan.d_optimizer.state.values() if "step" in s}
-    g_steps = {float(s["step"]) for s in gan.g_optimizer.state.values() if "step" in s}
+    stats, fake = gan_step(gan, reals, torch.Generator().manual_seed(0))
+    d_steps = {float(s["step"]) for s in gan.partner_optimizer.state.values() if "step" in s}
+    g_steps = {float(s["step"]) for s in gan.generator_optimizer.state.values() if "step" in s}
     assert d_steps == {3.0} and g_steps == {1.0}
     assert all(p.abs().max() <= 0.01 for p in gan.discriminator.parameters())
     assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"} and fake.shape == (4, 1, 28, 28)
     with pytest.raises(ValueError, match="2 real batches for 3 discriminator updates"):
-        training_step(gan, reals[:2])
+        gan_step(gan, reals[:2])
 
 
 def test_wgan_gp_logs_its_penalty():
     config = build_config("wgan-gp", overrides={"n_critic": 2, "device": "cpu"})
-    gan = build_gan(config, CPU)
+    gan = build_trained_models(config, CPU)
     reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(2)]
-    stats, _ = training_step(gan, reals, torch.Generator().manual_seed(0))
+    stats, _ = gan_step(gan, reals, torch.Generator().manual_seed(0))
     assert stats["d_penalty"] > 0 and all(math.isfinite(v) for v in stats.values())
 
 
@@ -235,14 +241,13 @@ def test_the_ema_of_a_sync_batchnorm_generator_keeps_its_batchnorm_per_process()
     # Only rank 0 samples; a SyncBatchNorm estimating statistics would wait for the others.
     generator = nn.SyncBatchNorm.convert_sync_batchnorm(build_generator("dcgan", 96))
     discriminator = DCGANDiscriminator()
-    gan = GAN(
+    gan = TrainedModels(
+        TrainConfig(noise_dim=96, ema=0.9, ema_every=1),
         generator,
         discriminator,
         make_optimizer(generator),
         make_optimizer(discriminator),
         OBJECTIVES["gan"],
-        96,
-        ema_decay=0.9,
     )
     layers = list(gan.sampler.modules())
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in layers)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge import losses
+from ganforge import objectives as losses
 from ganforge.assignment import rel_error
 
 

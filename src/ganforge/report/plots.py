@@ -1,98 +1,14 @@
-"""What a run leaves for people to read: sample grids, the metrics log and loss curves."""
+"""Plots of a run and of a comparison: loss curves, FID over training, the class histogram, and
+the bar chart of ``ganforge compare``.
+"""
 
 from __future__ import annotations
 
 import io
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-import torch
-from torchvision.utils import save_image
-
-from ganforge.files import atomic_write_bytes, atomic_write_text
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """Save images ``(N, C, H, W)`` in ``[-1, 1]`` as one PNG grid (√N per row by default)."""
-    nrow = nrow or max(1, math.isqrt(images.shape[0] - 1) + 1)
-    buffer = io.BytesIO()
-    save_image(
-        images.detach().float().cpu(),
-        buffer,
-        format="png",
-        nrow=nrow,
-        padding=2,
-        normalize=True,
-        value_range=(-1, 1),
-        pad_value=1.0,
-    )
-    atomic_write_bytes(path, buffer.getvalue())  # a kill never leaves half a picture
-
-
-class MetricsLog:
-    """Append-only JSON-lines log, one object per training iteration, flushed as it goes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = open(path, "a", buffering=1)  # noqa: SIM115 (closed by close())
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def write_gif(pictures: list, path: Path, frame_ms: int = 200) -> None:
-    """An animated, looping GIF of PIL images, written atomically."""
-    buffer = io.BytesIO()
-    pictures[0].save(
-        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def save_timeline_gif(samples: Path, path: Path) -> bool:
-    """The fixed-noise grids of a run (``samples/step_*.png``, then ``final.png``) as one
-    animated GIF; False when there are none."""
-    from PIL import Image
-
-    frames = sorted(samples.glob("step_*.png"))
-    frames += [samples / "final.png"] if (samples / "final.png").is_file() else []
-    if not frames:
-        return False
-    pictures = []
-    for frame in frames:
-        with Image.open(frame) as picture:
-            pictures.append(picture.convert("RGB"))
-    write_gif(pictures, path, frame_ms=300)
-    return True
-
-
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep only the records of steps up to ``last_step`` (a resumed run logs the later steps
-    again); a partly written line goes too. The file is replaced atomically."""
-    if not path.is_file():
-        return
-    kept = [
-        r
-        for r in read_metrics(path)
-        if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= last_step
-    ]
-    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics log; a partly written last line (after a crash) is ignored."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+from ganforge.files import atomic_write_bytes
 
 
 def _smooth(values: list[float], window: int) -> list[float]:

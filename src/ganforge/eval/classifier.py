@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge import __version__
-from ganforge.checkpoint import atomic_torch_save
+from ganforge.checkpoint_file import atomic_torch_save
 from ganforge.data import load_dataset, preprocess_images
 from ganforge.errors import GanforgeError
+from ganforge.version import __version__
 
 NUM_FEATURES = 128
 SHIPPED_DIR = "evaluators"
@@ -132,7 +132,7 @@ def file_sha256(path: Path) -> str:
 
 def shipped_manifest() -> dict[str, Any]:
     """The manifest of evaluators shipped inside the package (dataset → file, sha256, …)."""
-    manifest = resources.files("ganforge") / SHIPPED_DIR / "manifest.json"
+    manifest = resources.files("ganforge.eval") / SHIPPED_DIR / "manifest.json"
     return json.loads(manifest.read_text()) if manifest.is_file() else {}
 
 
@@ -140,7 +140,7 @@ def shipped_path(dataset: str) -> Path | None:
     entry = shipped_manifest().get(dataset)
     if entry is None:
         return None
-    return Path(str(resources.files("ganforge") / SHIPPED_DIR / entry["file"]))
+    return Path(str(resources.files("ganforge.eval") / SHIPPED_DIR / entry["file"]))
 
 
 def load_evaluator(dataset: str | None = None, path: str | Path | None = None) -> Evaluator:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import resource
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -23,7 +22,6 @@ from torch import nn
 
 from ganforge.errors import GanforgeError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,22 +31,19 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision the device cannot run; warn when it runs but slowly."""
-    if precision not in PRECISIONS:
-        raise GanforgeError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+def precision_warning(precision: str, device: torch.device) -> str | None:
+    """Refuse a precision the device cannot run; the warning to give when it runs but slowly."""
     if precision == "fp16" and device.type != "cuda":
         raise GanforgeError(
             f"precision fp16 is for CUDA GPUs; on {device.type} use bf16 or fp32 (CPUs have "
             "no fast fp16 arithmetic for it)"
         )
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(
+        return (
             "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 autocast is emulated and "
-            "runs many times slower than fp32 here",
-            RuntimeWarning,
-            stacklevel=2,
+            "runs many times slower than fp32 here"
         )
+    return None
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -1,0 +1,36 @@
+"""Training: the trained models (:mod:`~ganforge.training.state`), one iteration
+(:mod:`~ganforge.training.step`), the loop (:mod:`~ganforge.training.loop`), the run's state
+and its checkpoints (:mod:`~ganforge.training.checkpoints`), the run folder's side work
+(:mod:`~ganforge.training.run_folder`) and a whole run (:mod:`~ganforge.training.run`), with
+what they lean on: processes (:mod:`~ganforge.training.distributed`), precision and
+compilation (:mod:`~ganforge.training.performance`), failure watching
+(:mod:`~ganforge.training.monitoring`) and signals (:mod:`~ganforge.training.interrupts`).
+"""
+
+from ganforge.training.checkpoints import ResumePoint, RunState, open_resume
+from ganforge.training.loop import Iteration, iterate_training, run_loop, steps_per_epoch
+from ganforge.training.run import RunPlan, check_data, check_machine, resolve_device, train
+from ganforge.training.run_folder import RunSummary
+from ganforge.training.state import TrainedModels, build_trained_models, make_optimizer
+from ganforge.training.step import gan_step, vae_step
+
+__all__ = [
+    "Iteration",
+    "ResumePoint",
+    "RunPlan",
+    "RunState",
+    "RunSummary",
+    "TrainedModels",
+    "build_trained_models",
+    "check_data",
+    "check_machine",
+    "gan_step",
+    "iterate_training",
+    "make_optimizer",
+    "open_resume",
+    "resolve_device",
+    "run_loop",
+    "steps_per_epoch",
+    "train",
+    "vae_step",
+]
