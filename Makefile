@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # The pins of torch/torchvision live in constraints.txt and nowhere else.
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: demo test bench lint format install dev clean
+.PHONY: demo test bench lint format install dev dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,16 +42,23 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results-$$(hostname)-$$(date +%Y%m%d).json
 
 lint: dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/lint-imports
 
 format: dev
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
 
 test: lint
 	$(BIN)/python -m pytest
 
+# The sdist and the wheel built from it (so the sdist alone must be enough), by `python -m build`
+# in a fresh isolated environment holding only pyproject.toml's build requirements, then checked.
+dist: dev
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -22,11 +22,13 @@ def test_train_sample_evaluate_and_resume_from_a_script(tmp_path, capsys):
     assert images.shape == (8, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
     assert torch.equal(images, sample(summary.run_dir, 8, seed=0))  # the seed fixes them
 
-    generator, config = load_run(summary.run_dir)
-    assert not generator.training and config.preset == "gan" and config.max_steps == 2
+    run = load_run(summary.run_dir)
+    assert not run.generator.training and run.config.preset == "gan" and run.config.max_steps == 2
+    assert run.checkpoint.name == "step_0000002.pt"
 
     result = evaluate(summary.run_dir, num=64, prdc_num=64)
-    assert result["num"] == 64 and result["samples"]["fid"] > 0 and "floor" in result
+    assert result.samples.num == 64 and result.samples.fid > 0 and result.floor.fid >= 0
+    assert result.samples.class_histogram and result.raw["evaluator"] == result.evaluator
 
     resumed = resume(summary.run_dir, max_steps=4, console=Console())
     assert resumed.steps == 4

@@ -29,7 +29,7 @@ from ganforge import objectives as losses
         (
             "run_a_gan",
             "D, G, D_solver, G_solver, discriminator_loss, generator_loss, "
-            "show_every=250, batch_size=128, noise_size=96, num_epochs=10",
+            "show_every=250, batch_size=128, noise_size=96, num_epochs=10, max_iterations=None",
         ),
         ("preprocess_img", "x"),
         ("deprocess_img", "x"),
@@ -139,3 +139,35 @@ def test_run_a_gan_trains_on_mnist(capsys):
     assert len(figures) == 3 and all(len(f.axes) == 16 for f in figures)
     after = list(D.parameters()) + list(G.parameters())
     assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_run_a_gan_stops_after_max_iterations(capsys):
+    """A notebook's short run: 5 iterations out of the default 10 epochs (40 iterations here),
+    across an epoch boundary. Each loss function is called once per iteration, which
+    examples/assignment.ipynb relies on to record the loss curves by wrapping them."""
+    torch.manual_seed(0)
+    D, G = A.discriminator(), A.generator()
+    calls = []
+
+    def counted(loss):
+        def wrapped(*scores):
+            calls.append(loss.__name__)
+            return loss(*scores)
+
+        return wrapped
+
+    figures = A.run_a_gan(
+        D,
+        G,
+        A.get_optimizer(D),
+        A.get_optimizer(G),
+        counted(A.discriminator_loss),
+        counted(A.generator_loss),
+        show_every=2,
+        max_iterations=5,
+    )
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in printed] == ["Iter: 0", "Iter: 2", "Iter: 4"]
+    assert len(figures) == 3
+    assert calls.count(A.discriminator_loss.__name__) == 5
+    assert calls.count(A.generator_loss.__name__) == 5

@@ -61,8 +61,9 @@ def old_run_folder(tmp_path: Path) -> Path:
 
 
 def test_a_7f21795_checkpoint_loads_and_samples_as_it_did():
-    generator, config = load_run(OLD_CHECKPOINT)
-    assert not generator.training
+    run = load_run(OLD_CHECKPOINT)
+    config = run.config
+    assert not run.generator.training
     assert (config.architecture, config.noise_dim, config.ema) == ("radford", 8, 0.999)
     assert np.abs(sample(OLD_CHECKPOINT, 16, seed=3).numpy() - OLD_SAMPLES["step2"]).max() < 1e-5
 

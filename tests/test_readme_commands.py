@@ -79,6 +79,7 @@ SHRINK: dict[str, tuple[str, ...]] = {
     "sample": ("--num", "64"),
     "interpolate": (),  # 8 walks of 10 points by default: already small
     "eval": ("--num", "64"),
+    "export": (),  # one small file
     "compare": ("--num", "64"),  # the same 64 as --final-eval-num: no run is evaluated again
     "evaluator train": ("--epochs", "1"),
     "report": (),
@@ -97,6 +98,7 @@ STAGES: dict[str, int] = {
     "report": 3,
     "interpolate": 4,
     "eval": 5,
+    "export": 5,
     "compare": 6,
     "evaluator train": 7,
 }
@@ -301,10 +303,17 @@ def _write_photos(root: Path) -> None:
             Image.fromarray(pixels).save(root / label / f"{index}.{('png', 'jpg')[index % 2]}")
 
 
+def _write_networks(path: Path) -> None:
+    """The README's own ``my_nets.py``, copied out of its Python block."""
+    blocks = re.findall(r"```python\n(# my_nets.py\n.*?)```", README.read_text(), flags=re.S)
+    path.write_text(blocks[0] if blocks else "", encoding="utf-8")
+
+
 #: Files the README's commands expect to exist, written before any command runs (``~`` is the
 #: temporary HOME), with the reason.
 INPUTS: dict[str, tuple[Callable[[Path], None], str]] = {
     "my.toml": (_write_settings, "the example settings file; lsgan, to stand in for demo's"),
+    "my_nets.py": (_write_networks, "the user's networks of --architecture my_nets:build"),
     "~/photos": (_write_photos, "the example image folder (folder:~/photos)"),
 }
 
@@ -420,6 +429,8 @@ def _output_problems(command: ReadmeCommand, args: list[str], outcome: Outcome, 
                 problems.append("--json printed no JSON object")
         if (ws.cwd / args[1]).is_dir():
             need(Path(args[1]) / "eval.json", "eval.json")
+    elif command.kind == "export":
+        need(_flag(args, "--out"), "ONNX file")
     elif command.kind == "compare":
         need(_flag(args, "--chart") or "compare.png", "chart")
         if "| run |" not in outcome.stdout:
@@ -530,7 +541,9 @@ def test_the_tables_match_the_readme() -> None:
         made_by = texts if substitution.kind == "run of" else arguments
         assert substitution.source in made_by, f"{placeholder}: no `{substitution.source}`"
     for name in INPUTS:
-        assert any(name in arg for arg in arguments), f"no README command uses {name}"
+        module = name.removesuffix(".py") + ":"  # a module is named as module:callable
+        used = any(name in arg or arg.startswith(module) for arg in arguments)
+        assert used, f"no README command uses {name}"
     assert len(COMMANDS) >= 10, "README.md lost its commands, or this parser cannot find them"
 
 

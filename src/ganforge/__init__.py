@@ -2,7 +2,7 @@
 
 The entry points a script needs (:mod:`ganforge.api`)::
 
-    from ganforge import train, resume, load_run, sample, evaluate
+    from ganforge import train, resume, load_run, sample, evaluate, export
 
 The packages, from the bottom floor up (``ARCHITECTURE.md`` draws the house):
 
@@ -16,7 +16,55 @@ The packages, from the bottom floor up (``ARCHITECTURE.md`` draws the house):
   own names, over all of the above.
 """
 
-from ganforge.api import evaluate, load_run, resume, sample, train
+from typing import TYPE_CHECKING
+
 from ganforge.version import __version__
 
-__all__ = ["__version__", "evaluate", "load_run", "resume", "sample", "train"]
+#: The entry points, imported from :mod:`ganforge.api` on first use (PEP 562), so that the
+#: command line, which needs one of them at most, starts without importing all of ganforge.
+API = (
+    "Evaluation",
+    "LoadedRun",
+    "Scores",
+    "evaluate",
+    "export",
+    "load_run",
+    "resume",
+    "sample",
+    "train",
+)
+
+if TYPE_CHECKING:
+    from ganforge.api import (
+        Evaluation,
+        LoadedRun,
+        Scores,
+        evaluate,
+        export,
+        load_run,
+        resume,
+        sample,
+        train,
+    )
+
+
+def __getattr__(name: str):
+    if name in API:
+        from ganforge import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ganforge' has no attribute {name!r}")
+
+
+__all__ = [
+    "Evaluation",
+    "LoadedRun",
+    "Scores",
+    "__version__",
+    "evaluate",
+    "export",
+    "load_run",
+    "resume",
+    "sample",
+    "train",
+]

@@ -1,5 +1,5 @@
-"""The ``ganforge`` command line: ``train``, ``sample``, ``interpolate``, ``eval``, ``compare``,
-``report``, ``evaluator train``, ``presets`` and ``data fetch``."""
+"""The ``ganforge`` command line: ``train``, ``sample``, ``interpolate``, ``eval``, ``export``,
+``compare``, ``report``, ``evaluator train``, ``presets`` and ``data fetch``."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from ganforge.presets import PRESETS
 from ganforge.version import __version__
 
 FLAG_HELP = {
-    "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), or radford "
-    "(Radford et al.'s DCGAN: 32 or 64 px, grayscale or colour)",
+    "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), radford "
+    "(Radford et al.'s DCGAN: 32 or 64 px, grayscale or colour), or your own as "
+    "module:callable (see the README)",
     "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, hinge, or "
     "elbo (train a VAE: G decodes, D's layers encode)",
     "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
@@ -32,6 +33,9 @@ FLAG_HELP = {
     "train_size": "train on at most this many images (mnist default: the assignment's 50000)",
     "epochs": "passes over the training images",
     "max_steps": "stop after this many iterations",
+    "time_budget": "stop once this many seconds of training steps are spent (grids, evaluations "
+    "and checkpoints not counted), then finish as at the end of a run; with --epochs and "
+    "--max-steps, whichever comes first ends the run",
     "batch_size": "images per iteration",
     "optimizer": "adam or rmsprop (WGAN's), for both networks",
     "lr": "learning rate of both networks",
@@ -73,6 +77,10 @@ FLAG_HELP = {
 }
 NOT_FLAGS = {"preset", "description"}
 METAVARS = {int: "N", float: "X", str: "NAME"}
+TRUST_HELP = (
+    "a run of user-defined networks (--architecture module:callable): import and run that "
+    "module to rebuild them"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue RUN from its newest checkpoint, exactly; only flags that change how "
         "long or how watched it runs may be given",
     )
+    train.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
     _add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw images from a trained run")
@@ -148,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a class-conditional run: the grid has one row per class (--num per row)",
     )
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
+    sample.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     interpolate = commands.add_parser(
         "interpolate", help="walk the latent space between random noise pairs"
@@ -166,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gif", type=Path, help="the walks as a looping GIF (default RUN/interpolation.gif)"
     )
     interpolate.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
+    interpolate.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     evaluate = commands.add_parser("eval", help="score a run or a file of samples")
     evaluate.add_argument("source", type=Path, help="a run folder, a checkpoint or a samples .npz")
@@ -184,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="points per side for precision/recall/density/coverage",
     )
     evaluate.add_argument("--data-root", metavar="PATH", help="where datasets live")
+    evaluate.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+
+    export = commands.add_parser("export", help="write a run's generator for use without PyTorch")
+    export.add_argument("run", type=Path, help="a run folder or a checkpoint file")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
+    export.add_argument("--out", type=Path, required=True, help="the file to write (G.onnx)")
+    export.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     evaluator = commands.add_parser("evaluator", help="the classifiers that metrics use")
     evaluator_commands = evaluator.add_subparsers(
@@ -218,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=10_000,
         help="samples per run for runs not yet evaluated (default 10000)",
     )
+    compare.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    compare.add_argument(
+        "--time-chart",
+        type=Path,
+        metavar="PNG",
+        help="also draw FID against training seconds (log-log), one line per run",
+    )
 
     report = commands.add_parser("report", help="rebuild a run's report.html")
     report.add_argument("run", type=Path, help="a run folder")
@@ -236,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         sample,
         interpolate,
         evaluate,
+        export,
         evaluator_train,
         compare,
         report,
@@ -272,7 +298,7 @@ def _run_train(args: argparse.Namespace) -> None:
                 f"--resume continues RUN with its own config and folder; {', '.join(given)} "
                 "cannot be given with it"
             )
-        resume = open_resume(args.resume, overrides)
+        resume = open_resume(args.resume, overrides, trust_code=args.trust_code)
         config = resume.config
     summary = train(config, Console(quiet=args.quiet), resume=resume)
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
@@ -315,7 +341,7 @@ def _run_sample(args: argparse.Namespace) -> None:
         if path is not None:
             _check_parent_folder(path)
     device = resolve_device(args.device)
-    generator, config = load_generator(args.run, device)
+    generator, config = load_generator(args.run, device, trust_code=args.trust_code)
     classes = getattr(generator, "num_classes", 0)
     if (args.label is not None or args.per_class_grid) and not classes:
         raise GanforgeError(
@@ -374,7 +400,7 @@ def _run_interpolate(args: argparse.Namespace) -> None:
             raise GanforgeError(f"{path} must end in {suffix}")
         _check_parent_folder(path)
     device = resolve_device(args.device)
-    generator, config = load_generator(args.run, device)
+    generator, config = load_generator(args.run, device, trust_code=args.trust_code)
     rng = torch.Generator().manual_seed(args.seed)
     ends = sample_noise(2 * args.rows, config.noise_dim, distribution=config.noise, generator=rng)
     walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
@@ -466,11 +492,22 @@ def _run_eval(args: argparse.Namespace) -> None:
         seed=args.seed,
         prdc_num=args.prdc_num,
         data_root=args.data_root,
+        trust_code=args.trust_code,
     )
     if args.source.is_dir():  # a run folder keeps its scores and shows them in its report
         save_run_evaluation(args.source, result)
         build_report(args.source)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from ganforge.export import export_onnx
+
+    if args.out.suffix != ".onnx":
+        raise GanforgeError(f"{args.out} must end in .onnx")
+    _check_parent_folder(args.out)
+    path = export_onnx(args.run, args.out, trust_code=args.trust_code)
+    print(f"wrote {path}: the generator as ONNX (inputs noise[, labels]; output images)")
 
 
 def _run_evaluator_train(args: argparse.Namespace) -> None:
@@ -517,8 +554,18 @@ def _run_compare(args: argparse.Namespace) -> None:
         raise GanforgeError(f"--chart {args.chart} must end in .png")
     _check_parent_folder(args.chart)
     _check_count("--num", args.num)
-    print(compare_runs(args.runs, args.chart, num=args.num))
+    time_chart = args.time_chart
+    if time_chart is not None:
+        if time_chart.suffix != ".png":
+            raise GanforgeError(f"--time-chart {time_chart} must end in .png")
+        _check_parent_folder(time_chart)
+    table = compare_runs(
+        args.runs, args.chart, num=args.num, trust_code=args.trust_code, time_chart=time_chart
+    )
+    print(table)
     print(f"\nchart: {args.chart}")
+    if time_chart is not None and time_chart.is_file():
+        print(f"FID against training time: {time_chart}")
 
 
 def _run_report(args: argparse.Namespace) -> None:
@@ -560,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sample": _run_sample,
         "interpolate": _run_interpolate,
         "eval": _run_eval,
+        "export": _run_export,
         "evaluator": _run_evaluator_train,
         "compare": _run_compare,
         "report": _run_report,

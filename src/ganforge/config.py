@@ -26,6 +26,7 @@ from ganforge.nets import (
     NATIVE_IMAGE_SHAPE,
     NOISE_DISTRIBUTIONS,
     check_image_shape,
+    is_user_architecture,
 )
 from ganforge.objectives import LIKELIHOODS, OBJECTIVES, VAE_LOSS
 from ganforge.presets import PRESETS
@@ -40,6 +41,9 @@ MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 2
 MAX_NOISE_DIM = 65_536
 MAX_GRID = 10_000
 ON_NAN = ("stop", "skip-step")
+#: The architecture of a run whose networks a Python script handed in (``ganforge.train(
+#: generator=..., discriminator=...)``): only the same script can rebuild them.
+GIVEN_NETWORKS = "given"
 #: What ``train --resume`` may change: how long and how watched a run is, and where it finds
 #: its data and device, never what it computes, so the continued run is the uninterrupted one.
 RESUMABLE_CHANGES = (
@@ -48,6 +52,7 @@ RESUMABLE_CHANGES = (
     "download",
     "epochs",
     "max_steps",
+    "time_budget",
     "sample_every",
     "keep_checkpoints",
     "checkpoint_every",
@@ -66,8 +71,8 @@ class TrainConfig:
 
     preset: str = "gan"
     description: str = ""
-    architecture: str = "mlp"  # see ganforge.models.ARCHITECTURES
-    loss: str = "gan"  # see ganforge.losses.OBJECTIVES, or elbo: train a VAE (ganforge.vae)
+    architecture: str = "mlp"  # ganforge.nets.ARCHITECTURES, or your own: "module:callable"
+    loss: str = "gan"  # ganforge.objectives.OBJECTIVES, or elbo: train a VAE
     likelihood: str = "bernoulli"  # the VAE's p(x | z): bernoulli | gaussian
     init: str = "default"  # default | xavier
     dataset: str = "mnist"  # mnist | fashion-mnist | folder:PATH
@@ -76,6 +81,7 @@ class TrainConfig:
     train_size: int | None = None  # None: 50,000 for mnist (the assignment's split), else all
     epochs: int = 10
     max_steps: int | None = None  # stop after this many iterations, whatever the epochs say
+    time_budget: float = 0.0  # stop after this many seconds of training steps (0: no budget)
     batch_size: int = 128
     optimizer: str = "adam"  # adam | rmsprop (the WGAN paper's), for both networks
     lr: float = 1e-3
@@ -256,7 +262,23 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
         bounds = f"{'≥' if low_inclusive else '>'} {low} and < {high}"
         need(ok, f"{key} must be a number {bounds}, got {value!r}")
 
-    choice("architecture", tuple(ARCHITECTURES))
+    architecture = config.architecture
+    own_networks = isinstance(architecture, str) and (
+        is_user_architecture(architecture) or architecture == GIVEN_NETWORKS
+    )
+    if not own_networks:
+        choice("architecture", (*ARCHITECTURES, "module:callable"))
+    else:
+        need(
+            config.loss != VAE_LOSS,
+            f"architecture {architecture}: a VAE reads its encoder out of a built-in "
+            "discriminator's layers; your own networks train as GANs",
+        )
+        need(
+            config.conditioning == "none",
+            f"architecture {architecture}: conditioning wraps the built-in networks; build "
+            "class-conditional networks of your own as plain GANs",
+        )
     choice("loss", (*OBJECTIVES, VAE_LOSS))
     choice("likelihood", LIKELIHOODS)
     choice("noise", NOISE_DISTRIBUTIONS)
@@ -312,6 +334,7 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
     for key in ("gp_weight", "r1_gamma", "weight_clip"):
         number(key, 0, 1e6, low_inclusive=True)
     number("ema", 0, 1, low_inclusive=True)
+    number("time_budget", 0, 1e9, low_inclusive=True)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)
     for key in ("data_root", "out"):
@@ -346,13 +369,34 @@ def _check_vae(config: TrainConfig, need) -> None:
         need(value == neutral, f"{key} is a GAN option; loss elbo (a VAE) takes {key} {neutral}")
 
 
+def check_trusted(config: TrainConfig, trust_code: bool, source: str | Path) -> None:
+    """Refuse to read a run whose networks are a user's code unless ``trust_code``: rebuilding
+    them imports that code (a checkpoint alone never runs code)."""
+    if is_user_architecture(config.architecture) and not trust_code:
+        module = config.architecture.partition(":")[0]
+        raise GanforgeError(
+            f"{source} was trained with user-defined networks ({config.architecture}): reading "
+            f"it imports and runs the module {module}; add --trust-code if you trust that code"
+        )
+    if config.architecture == GIVEN_NETWORKS:
+        raise GanforgeError(
+            f"{source} was trained with networks that a Python script handed to "
+            "ganforge.train(generator=..., discriminator=...); read it from Python with "
+            "ganforge.load_run(RUN, generator=...)"
+        )
+
+
 def image_shape(config: TrainConfig) -> tuple[int, int, int]:
     """The ``(C, H, W)`` a run's networks draw and read: ``channels`` and ``image_size`` where
     set, else the architecture's fixed shape (colour folders are then read as grayscale), else
-    for ``radford`` the dataset's channels at 32 pixels. Checks that the networks fit it."""
-    native = NATIVE_IMAGE_SHAPE[config.architecture]
+    for ``radford`` the dataset's channels at 32 pixels, and for a user's networks the dataset's
+    own shape. Checks that the built-in networks fit it."""
+    native = NATIVE_IMAGE_SHAPE.get(config.architecture)
     if native is not None:
         channels, size = config.channels or native[0], config.image_size or native[1]
+    elif config.architecture not in NATIVE_IMAGE_SHAPE:  # the user's networks: the data's shape
+        channels, data_size = native_image_shape(config.dataset)[:2]
+        channels, size = config.channels or channels, config.image_size or data_size
     else:
         channels = config.channels or native_image_shape(config.dataset)[0]
         size = config.image_size or 32

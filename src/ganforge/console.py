@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the terminal's bar (tqdm.auto would want ipywidgets in Jupyter)
 
 
 class Console:

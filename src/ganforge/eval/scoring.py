@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data import load_dataset, resolve_data_root, to_uint8
@@ -60,7 +61,11 @@ def npz_images(path: Path) -> torch.Tensor:
 
 
 def load_samples(
-    source: str | os.PathLike, num: int, seed: int | None = None
+    source: str | os.PathLike,
+    num: int,
+    seed: int | None = None,
+    trust_code: bool = False,
+    generator: nn.Module | None = None,
 ) -> tuple[torch.Tensor, TrainConfig | None, int]:
     """Images to score: ``(uint8 (N, C, H, W), the run's settings or None, the seed used)``.
 
@@ -70,7 +75,7 @@ def load_samples(
     path = Path(source)
     if path.suffix == ".npz":
         return npz_images(path)[:num], None, 0 if seed is None else seed
-    generator, config = load_generator(path)
+    generator, config = load_generator(path, trust_code=trust_code, generator=generator)
     seed = config.seed if seed is None else seed
     images = to_uint8(generate(generator, num, config.noise_dim, seed=seed, noise=config.noise))
     return images, config, seed
@@ -137,16 +142,19 @@ def evaluate(
     seed: int | None = None,
     prdc_num: int = 5000,
     data_root: str | None = None,
+    trust_code: bool = False,
+    generator: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling.
 
     ``dataset`` defaults to the run's dataset (``mnist`` for a bare ``.npz``); ``seed`` to the
     run's seed. The training images (for memorisation and the floor) are the run's own training
     split. Returns a dict that :func:`format_table` prints and ``--json`` dumps.
+    ``trust_code`` and ``generator``: see :func:`ganforge.sampling.load_generator`.
     """
     if num < MIN_POINTS or prdc_num < MIN_POINTS:
         raise GanforgeError(f"--num and --prdc-num must be at least {MIN_POINTS}")
-    images, config, seed = load_samples(source, num, seed)
+    images, config, seed = load_samples(source, num, seed, trust_code, generator)
     if images.shape[0] < MIN_POINTS:
         raise GanforgeError(f"{source} holds {images.shape[0]} images; scoring needs {MIN_POINTS}")
     dataset = dataset or (config.dataset if config else "mnist")
@@ -201,10 +209,17 @@ def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
 
 
-def score_run(run_dir: Path, *, num: int = 10_000, seed: int | None = None) -> dict[str, Any]:
+def score_run(
+    run_dir: Path,
+    *,
+    num: int = 10_000,
+    seed: int | None = None,
+    trust_code: bool = False,
+    generator: nn.Module | None = None,
+) -> dict[str, Any]:
     """:func:`evaluate` a run folder's newest checkpoint and keep the result in the folder
     (``eval.json``)."""
-    result = evaluate(run_dir, num=num, seed=seed)
+    result = evaluate(run_dir, num=num, seed=seed, trust_code=trust_code, generator=generator)
     save_run_evaluation(run_dir, result)
     return result
 

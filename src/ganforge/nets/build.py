@@ -21,6 +21,12 @@ Two families:
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable
+
 from torch import nn
 
 from ganforge.nets.classic import (
@@ -74,9 +80,69 @@ NATIVE_IMAGE_SHAPE: dict[str, tuple[int, int, int] | None] = {
 #: Weight-init name → function applied with ``module.apply``; ``default`` keeps PyTorch's.
 INITS = {"default": None, "xavier": xavier_init_}
 
+#: A user's networks: ``package.module:callable`` (see :func:`import_user_architecture`).
+USER_ARCHITECTURE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class UntrustedCode(ValueError):
+    """Building these networks would import a user's module, which the caller did not allow."""
+
+
+def is_user_architecture(architecture: str) -> bool:
+    """Whether ``architecture`` names a user's networks (``module:callable``)."""
+    return bool(USER_ARCHITECTURE.match(architecture))
+
+
+def import_user_architecture(architecture: str) -> Callable[..., tuple[nn.Module, nn.Module]]:
+    """The callable ``module:callable`` names, imported (which runs that module's code).
+
+    The contract: ``build(noise_dim=int, image_shape=(C, H, W))`` returns
+    ``(generator, discriminator)``, two ``nn.Module``: the generator maps noise
+    ``(N, noise_dim)`` to images ``(N, C, H, W)`` in ``[-1, 1]``, the discriminator maps such
+    images to one unbounded score per image, ``(N, 1)`` or ``(N,)``. The module is looked up
+    on the Python path and in the current folder, as ``python -m`` would find it. ``ValueError``
+    when it cannot be imported."""
+    module_name, _, attribute = architecture.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"architecture {architecture}: cannot import {module_name} ({exc})"
+        ) from None
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise ValueError(f"architecture {architecture}: {module_name} has no callable {attribute}")
+    return target
+
+
+def _user_networks(
+    architecture: str, noise_dim: int, image_shape: tuple[int, int, int], trust_code: bool
+) -> tuple[nn.Module, nn.Module]:
+    if not trust_code:
+        raise UntrustedCode(architecture)
+    networks = import_user_architecture(architecture)(
+        noise_dim=noise_dim, image_shape=tuple(image_shape)
+    )
+    if not (
+        isinstance(networks, tuple)
+        and len(networks) == 2
+        and all(isinstance(n, nn.Module) for n in networks)
+    ):
+        raise ValueError(
+            f"architecture {architecture} must return (generator, discriminator), two "
+            f"torch.nn.Module, not {type(networks).__name__}"
+        )
+    return networks
+
 
 def check_image_shape(architecture: str, image_shape: tuple[int, int, int]) -> None:
-    """``ValueError`` unless the architecture's networks draw and read ``image_shape``."""
+    """``ValueError`` unless the architecture's networks draw and read ``image_shape`` (a
+    user's networks take whatever shape they are built for)."""
+    if architecture not in NATIVE_IMAGE_SHAPE:
+        return
     native = NATIVE_IMAGE_SHAPE[architecture]
     if native is None:
         _radford_blocks(tuple(image_shape))
@@ -102,9 +168,14 @@ def build_generator(
     conditioning: str = "none",
     num_classes: int = 0,
     image_shape: tuple[int, int, int] = (1, 28, 28),
+    trust_code: bool = False,
 ) -> nn.Module:
-    """The generator of an architecture in :data:`ARCHITECTURES` drawing ``image_shape``
-    ``(C, H, W)`` images, conditional on a class label unless ``conditioning`` is ``none``."""
+    """The generator of an architecture in :data:`ARCHITECTURES` (or a user's, ``module:
+    callable``, imported only with ``trust_code``: :class:`UntrustedCode` otherwise) drawing
+    ``image_shape`` ``(C, H, W)`` images, conditional on a class label unless ``conditioning``
+    is ``none``."""
+    if is_user_architecture(architecture):
+        return _user_networks(architecture, noise_dim, image_shape, trust_code)[0]
     generator = _network(architecture, 0, image_shape, noise_dim)
     if conditioning == "none":
         return generator
@@ -118,12 +189,17 @@ def build_models(
     conditioning: str = "none",
     num_classes: int = 0,
     image_shape: tuple[int, int, int] = (1, 28, 28),
+    trust_code: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
-    """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`,
-    a conditioning in :data:`CONDITIONINGS` (over ``num_classes`` labels) and images of shape
-    ``image_shape`` ``(C, H, W)`` (see :data:`NATIVE_IMAGE_SHAPE`)."""
-    generator = build_generator(architecture, noise_dim, conditioning, num_classes, image_shape)
-    discriminator = _network(architecture, 1, image_shape)
+    """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`
+    (or a user's, as :func:`build_generator` says), a conditioning in :data:`CONDITIONINGS`
+    (over ``num_classes`` labels) and images of shape ``image_shape`` ``(C, H, W)`` (see
+    :data:`NATIVE_IMAGE_SHAPE`)."""
+    if is_user_architecture(architecture):
+        generator, discriminator = _user_networks(architecture, noise_dim, image_shape, trust_code)
+    else:
+        generator = build_generator(architecture, noise_dim, conditioning, num_classes, image_shape)
+        discriminator = _network(architecture, 1, image_shape)
     if conditioning != "none":
         discriminator = CONDITIONINGS[conditioning](discriminator, num_classes)
     init_fn = INITS[init]

@@ -9,7 +9,8 @@ from typing import Any
 from ganforge.eval import ROWS, score_run
 from ganforge.files import read_json
 from ganforge.report.page import build_report
-from ganforge.report.plots import plot_comparison
+from ganforge.report.plots import plot_comparison, plot_fid_against_time
+from ganforge.steplog import read_step_log
 
 COMPARED = ("fid", "kid", "inception_score", "precision", "recall", "coverage", "classes_covered")
 
@@ -23,9 +24,17 @@ def _cells(scores: dict[str, Any]) -> list[str]:
     ]
 
 
-def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) -> str:
+def compare_runs(
+    run_dirs: list[Path],
+    chart: Path | None,
+    num: int = 10_000,
+    trust_code: bool = False,
+    time_chart: Path | None = None,
+) -> str:
     """A Markdown table of runs (evaluating any that has no ``eval.json`` yet), with the floor
-    and ceiling, a per-preset summary when a preset has several runs, and a bar chart."""
+    and ceiling, a per-preset summary when a preset has several runs, and a bar chart; with
+    ``time_chart``, also FID against training seconds, one line per run (from the evaluations
+    during training)."""
     rows, evaluations = [], []
     for run in run_dirs:
         config = read_json(run / "config.json")
@@ -34,7 +43,7 @@ def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) ->
         if eval_path.is_file() and read_json(eval_path).get("num") == num:
             evaluation = read_json(eval_path)
         else:
-            evaluation = score_run(run, num=num, seed=config.get("seed", 0))
+            evaluation = score_run(run, num=num, seed=config.get("seed", 0), trust_code=trust_code)
             build_report(run)  # its page shows the new scores
         evaluations.append(evaluation)
         rows.append(
@@ -88,4 +97,8 @@ def compare_runs(run_dirs: list[Path], chart: Path | None, num: int = 10_000) ->
             )
     if chart is not None:
         plot_comparison(rows, chart)
+    if time_chart is not None:
+        curves = {run.name: read_step_log(run / "metrics.jsonl") for run in run_dirs}
+        if not plot_fid_against_time(curves, time_chart):
+            lines += ["", "No run evaluated itself during training: no FID-against-time chart."]
     return "\n".join(lines)

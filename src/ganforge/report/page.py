@@ -16,7 +16,7 @@ from typing import Any
 
 from ganforge.eval import metric_rows
 from ganforge.files import atomic_write_text, read_json
-from ganforge.report.plots import plot_class_histogram, plot_fid
+from ganforge.report.plots import plot_class_histogram, plot_fid, plot_fid_against_time
 from ganforge.steplog import read_step_log
 
 PAGE = """<!DOCTYPE html>
@@ -126,6 +126,9 @@ def build_report(run_dir: Path) -> Path:
     if plot_fid(records, plots / "fid_curve.png"):
         fid = _img(plots / "fid_curve.png", "FID during training", "plot")
         sections.append(f"<section><h2>FID during training</h2>{fid}</section>")
+    if plot_fid_against_time({run_dir.name: records}, plots / "fid_time.png"):
+        timed = _img(plots / "fid_time.png", "FID against training seconds", "plot")
+        sections.append(f"<section><h2>FID against training time</h2>{timed}</section>")
     if evaluation is not None:
         histogram = evaluation["samples"].get("class_histogram")
         if histogram:

@@ -60,9 +60,8 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # A bare Figure renders to a file without pyplot or a backend, so the caller's (a
+    # notebook's inline one, say) is left as it was.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100)
@@ -82,6 +81,31 @@ def plot_fid(records: list[dict[str, Any]], path: Path) -> bool:
     fid_ax.set_yscale("log")
     class_ax.plot(steps, [r["classes_covered"] for r in points], marker="o")
     class_ax.set(xlabel="iteration", title="classes holding ≥ 2% of samples", ylim=(0, None))
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return True
+
+
+def plot_fid_against_time(curves: dict[str, list[dict[str, Any]]], path: Path) -> bool:
+    """FID against the training seconds spent to reach it (the steps alone, log-log), one line
+    per run (``curves``: run name → its step log); False when no run logged both."""
+    lines = {
+        name: [(r["train_time_s"], r["fid"]) for r in records if "fid" in r and "train_time_s" in r]
+        for name, records in curves.items()
+    }
+    lines = {name: points for name, points in lines.items() if points}
+    if not lines:
+        return False
+    fig = _figure(6, 3.8)
+    ax = fig.subplots()
+    for name, points in lines.items():
+        seconds, fids = zip(*sorted(points), strict=True)
+        ax.plot([max(s, 1e-3) for s in seconds], fids, marker="o", label=name)
+    ax.set(xlabel="training seconds (steps alone)", ylabel="FID", title="FID against time")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if len(lines) > 1:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     _save_figure(fig, path)
     return True

@@ -9,7 +9,7 @@ compilation (:mod:`~ganforge.training.performance`), failure watching
 
 from ganforge.training.checkpoints import ResumePoint, RunState, open_resume
 from ganforge.training.loop import Iteration, iterate_training, run_loop, steps_per_epoch
-from ganforge.training.run import RunPlan, check_data, check_machine, resolve_device, train
+from ganforge.training.run import RunPlan, check_data, check_environment, resolve_device, train
 from ganforge.training.run_folder import RunSummary
 from ganforge.training.state import TrainedModels, build_trained_models, make_optimizer
 from ganforge.training.step import gan_step, vae_step
@@ -23,7 +23,7 @@ __all__ = [
     "TrainedModels",
     "build_trained_models",
     "check_data",
-    "check_machine",
+    "check_environment",
     "gan_step",
     "iterate_training",
     "make_optimizer",

@@ -26,7 +26,7 @@ from ganforge.checkpoint_file import (
     load_latest_checkpoint,
     save_run_checkpoint,
 )
-from ganforge.config import TrainConfig, resume_config
+from ganforge.config import TrainConfig, check_trusted, resume_config
 from ganforge.errors import GanforgeError
 from ganforge.training.distributed import Shard
 from ganforge.training.monitoring import Diverged, TrainingMonitor, non_finite_tensors
@@ -54,6 +54,7 @@ class RunState:
     last_stats: dict[str, float] = field(default_factory=dict)
     session_start: float = field(default_factory=time.perf_counter)
     side_work: float = 0.0  # this session's seconds on grids, evaluations and checkpoints
+    _side_work_began: float | None = None  # inside timing_side_work: when it began
 
     @classmethod
     def start(
@@ -76,13 +77,22 @@ class RunState:
     def side_work_s(self) -> float:
         return self.side_work_before + self.side_work
 
+    def training_s(self) -> float:
+        """Wall time of the run's training steps alone so far, every session's: the elapsed
+        time without grids, evaluations, checkpoints and logging (nor the side work under way)."""
+        ongoing = (
+            0.0 if self._side_work_began is None else time.perf_counter() - self._side_work_began
+        )
+        return self.elapsed_s() - self.side_work_s() - ongoing
+
     @contextlib.contextmanager
     def timing_side_work(self):
         """Count the time inside as side work (not training)."""
-        began = time.perf_counter()
+        began = self._side_work_began = time.perf_counter()
         try:
             yield
         finally:
+            self._side_work_began = None
             self.side_work += time.perf_counter() - began
 
     def capture(self, data_state: torch.Tensor | None) -> dict[str, Any]:
@@ -174,16 +184,29 @@ class ResumePoint:
         return self.checkpoint["step"]
 
 
-def open_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> ResumePoint:
+def open_resume(
+    run_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    trust_code: bool = False,
+    networks_given: bool = False,
+) -> ResumePoint:
     """Read the newest checkpoint of the run in ``run_dir`` and its settings, with the changes
-    that ``--resume`` allows (:data:`~ganforge.config.RESUMABLE_CHANGES`) from ``overrides``."""
+    that ``--resume`` allows (:data:`~ganforge.config.RESUMABLE_CHANGES`) from ``overrides``.
+
+    A run of a user's networks resumes only with ``trust_code`` (rebuilding them imports their
+    module); one of networks a script handed in, only when the script hands them in again
+    (``networks_given``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GanforgeError(f"--resume {run_dir}: no such run folder")
     if not (run_dir / "config.json").is_file():
         raise GanforgeError(f"--resume {run_dir}: not a ganforge run folder (no config.json)")
     checkpoint, skipped = load_latest_checkpoint(run_dir)
-    config = resume_config(checkpoint_config(checkpoint), overrides or {})
+    saved = checkpoint_config(checkpoint)
+    if not networks_given:
+        check_trusted(saved, trust_code, run_dir)
+    config = resume_config(saved, overrides or {})
     return ResumePoint(dataclasses.replace(config, out=str(run_dir)), checkpoint, skipped)
 
 
@@ -208,6 +231,13 @@ def check_resumable(point: ResumePoint, device: torch.device, total: int) -> Non
     if step == total and (run_dir / "summary.json").is_file():
         raise GanforgeError(
             f"{run_dir} has finished all its {total} steps; give a larger {limit} to train on"
+        )
+    progress = checkpoint["progress"]
+    trained = progress.get("elapsed_s", 0.0) - progress.get("side_work_s", 0.0)
+    if config.time_budget and trained >= config.time_budget:
+        raise GanforgeError(
+            f"{run_dir} has spent {trained:.0f} s of training, its whole --time-budget of "
+            f"{config.time_budget:g} s; give a larger --time-budget to train on"
         )
 
 

@@ -193,10 +193,12 @@ def mean_over_ranks(values: torch.Tensor, shard: Shard) -> torch.Tensor:
 @dataclass(frozen=True)
 class Outcome:
     """What the ranks agreed on after an iteration: whether any was asked to stop (SIGINT or
-    SIGTERM), and ``(rank, one-line message)`` for each rank that failed."""
+    SIGTERM), whether the run is to finish now (its time budget is spent), and ``(rank,
+    one-line message)`` for each rank that failed."""
 
     stopping: bool
     failures: tuple[tuple[int, str], ...] = ()
+    finishing: bool = False
 
     def describe(self, step: int, last_checkpoint: str | Path | None) -> str:
         """One line for the ranks that did not fail: who failed, why, and what is kept."""
@@ -206,22 +208,27 @@ class Outcome:
 
 
 def agree_on_outcome(
-    shard: Shard, device: torch.device, stop_requested: bool, failure: str | None
+    shard: Shard,
+    device: torch.device,
+    stop_requested: bool,
+    failure: str | None,
+    finish: bool = False,
 ) -> Outcome:
-    """Every rank's :class:`Outcome` of this iteration, from each rank's ``stop_requested`` and
-    ``failure`` (a one-line message, or ``None``).
+    """Every rank's :class:`Outcome` of this iteration, from each rank's ``stop_requested``,
+    ``failure`` (a one-line message, or ``None``) and ``finish``.
 
     Ranks that decide differently would hang in the next collective; this is one small
     all-reduce, paid only under torchrun. The messages travel only when a rank failed.
     """
     if not shard.is_distributed:
-        return Outcome(stop_requested, ((0, failure),) if failure else ())
-    flags = torch.tensor([float(stop_requested), float(failure is not None)], device=device)
+        return Outcome(stop_requested, ((0, failure),) if failure else (), finish)
+    flags = [float(stop_requested), float(failure is not None), float(finish)]
+    flags = torch.tensor(flags, device=device)
     dist.all_reduce(flags, op=dist.ReduceOp.MAX)  # nccl reduces GPU tensors only
-    stopping, failed = (bool(flag) for flag in flags.tolist())
+    stopping, failed, finishing = (bool(flag) for flag in flags.tolist())
     if not failed:
-        return Outcome(stopping)
+        return Outcome(stopping, (), finishing)
     messages: list[str | None] = [None] * shard.world_size
     dist.all_gather_object(messages, failure)
     failures = tuple((rank, why) for rank, why in enumerate(messages) if why)
-    return Outcome(stopping, failures)
+    return Outcome(stopping, failures, finishing)

@@ -124,9 +124,10 @@ def run_loop(
 
     Rank 0 (``folder``) logs each iteration and does the side work it is due; every rank checks
     it for NaNs. Then the ranks agree, in one small all-reduce under torchrun, on whether to go
-    on: a SIGINT or SIGTERM on any rank stops all of them after a checkpoint, and a failure on
+    on: a SIGINT or SIGTERM on any rank stops all of them after a checkpoint, a failure on
     any rank (a full disk, an evaluation error) stops all of them with its one-line message,
-    after rank 0, if it is not the one that failed, has written its checkpoint.
+    after rank 0, if it is not the one that failed, has written its checkpoint, and a spent
+    ``time_budget`` (rank 0's clock) ends the loop as its last iteration would.
     """
     main = folder is not None
     it = None
@@ -153,8 +154,10 @@ def run_loop(
                     raise
                 failure = exc  # the other ranks must hear of it before this one leaves
 
+            # Rank 0's clock decides when a time budget is spent, for every rank.
+            budget_spent = main and 0 < config.time_budget <= run_state.training_s()
             outcome = agree_on_outcome(
-                shard, models.device, stop.requested, _one_line(failure, folder)
+                shard, models.device, stop.requested, _one_line(failure, folder), budget_spent
             )
             due = it.end_of_epoch or _every(it.step, config.checkpoint_every)
             if main and failure is None and (due or outcome.stopping or outcome.failures):
@@ -171,6 +174,10 @@ def run_loop(
                 signum = stop.signum or signal.SIGTERM
                 message = folder.stop_message(signal_name(signum), it.step) if main else ""
                 raise TrainingStopped(message, signum)
+            if outcome.finishing:
+                if main:
+                    folder.note_time_budget(it.step)
+                break  # finished like a run at its last step
     return it
 
 

@@ -1,7 +1,7 @@
 """``ganforge train``: a whole training run, on one process or on each of the processes that
 ``torchrun`` starts (see :mod:`ganforge.training.distributed`).
 
-:func:`train` checks what can only be known at run time (:func:`check_machine`,
+:func:`train` checks what can only be known at run time (:func:`check_environment`,
 :func:`check_data`) before it creates anything; builds the trained models and the run's state
 (or resumes both from a checkpoint); opens the run folder on rank 0; runs the loop
 (:func:`ganforge.training.loop.run_loop`) and finishes the run folder.
@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ganforge.config import TrainConfig, image_shape
 from ganforge.console import SILENT, Console
 from ganforge.data import ImageData, load_dataset
 from ganforge.errors import GanforgeError
 from ganforge.eval import ReferenceSet, load_evaluator
+from ganforge.nets import import_user_architecture, is_user_architecture
 from ganforge.objectives import OBJECTIVES, VAE_LOSS
 from ganforge.training.checkpoints import ResumePoint, RunState, check_resumable, resume_from
 from ganforge.training.distributed import (
@@ -73,16 +75,21 @@ class RunPlan:
 
 # What the settings alone cannot tell is checked here, in two steps, before anything is
 # created, so that a bad input writes nothing (settings themselves: ganforge.config.validate):
-# what the machine and the processes tell, before the processes join; what the data tells,
+# what the machine, the processes and the code tell, before the processes join; what the data tells,
 # once it is loaded.
 
 
-def check_machine(
+def check_environment(
     config: TrainConfig, shard: Shard, device: torch.device, resume: ResumePoint | None
 ) -> str | None:
-    """Refuse what the device or the processes cannot run, or an occupied run folder; return
-    a warning for what runs but slowly."""
+    """Refuse what the device or the processes cannot run, an occupied run folder, or a user's
+    networks that cannot be imported; return a warning for what runs but slowly."""
     slow_precision = precision_warning(config.precision, device)
+    if is_user_architecture(config.architecture):
+        try:
+            import_user_architecture(config.architecture)
+        except ValueError as exc:
+            raise GanforgeError(str(exc)) from None
     if config.sync_bn:
         check_sync_batchnorm(device)
     if shard.is_distributed and (config.gp_weight or config.r1_gamma):
@@ -130,13 +137,18 @@ def check_data(
 
 
 def train(
-    config: TrainConfig, console: Console = SILENT, resume: ResumePoint | None = None
+    config: TrainConfig,
+    console: Console = SILENT,
+    resume: ResumePoint | None = None,
+    networks: tuple[nn.Module, nn.Module] | None = None,
 ) -> RunSummary | None:
     """Run a whole training job as ``ganforge train`` does; return where it went and how fast.
 
     ``console``: where progress and notices go (:data:`~ganforge.console.SILENT` by default).
     ``resume``: continue the run of :func:`~ganforge.training.checkpoints.open_resume` from its
     newest checkpoint, exactly as if it had never stopped (``config`` is then its config).
+    ``networks``: a script's own ``(generator, discriminator)``, trained in place (``config``'s
+    architecture is then :data:`~ganforge.config.GIVEN_NETWORKS`).
 
     Under torchrun every process calls this; rank 0 writes the run folder and returns its
     summary, the other ranks train and return ``None``. SIGINT and SIGTERM stop it after the
@@ -144,13 +156,13 @@ def train(
     """
     shard = shard_from_environment()
     device = process_device(shard, resolve_device(config.device))
-    slow = check_machine(config, shard, device, resume)
+    slow = check_environment(config, shard, device, resume)
     console = console if shard.is_main else SILENT
     if slow:
         console.warning(slow)
     created_group = init_process_group(shard, device)
     try:
-        return _train(config, console, shard, device, resume)
+        return _train(config, console, shard, device, resume, networks)
     finally:
         if created_group:
             close_process_group()
@@ -198,6 +210,7 @@ def _train(
     shard: Shard,
     device: torch.device,
     resume: ResumePoint | None,
+    networks: tuple[nn.Module, nn.Module] | None,
 ) -> RunSummary | None:
     main = shard.is_main
     # Before any seeding: building the evaluator must not shift the training RNG streams.
@@ -215,7 +228,7 @@ def _train(
                 path.rename(path.with_name(path.name + ".broken"))
 
     images = data.images.to(device)
-    models = build_trained_models(config, device, shard)
+    models = build_trained_models(config, device, shard, networks)
     if resume is not None:
         resume_from(resume, models, run_state, shard)
     folder, error = None, None

@@ -10,6 +10,7 @@ last checkpoint, which atomic writes keep intact.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint_file import remove_partial_writes, save_best_checkpoint
-from ganforge.config import TrainConfig
+from ganforge.config import GIVEN_NETWORKS, TrainConfig
 from ganforge.console import Console
 from ganforge.data import preprocess_images, to_uint8
 from ganforge.errors import GanforgeError, first_line
@@ -148,6 +149,7 @@ class RunFolder:
         self.last_saved, self.saved_step = resumed_from, start_step if resumed_from else None
         self.resumed = resumed_from is not None
         self.steps_done = 0
+        self.stopped_by = "steps"  # or "time_budget" (note_time_budget)
         self.grad_norms: dict[str, float | None] = {}
         self.log = StepLog(run_dir / "metrics.jsonl")
         writer_class = summary_writer_class() if config.tensorboard else None
@@ -234,7 +236,9 @@ class RunFolder:
         labels = balanced_labels(config.eval_num, classes) if classes else None
         scores = quick_scores(self.reference, to_uint8(fake), labels)
         run_state.last_fid = scores["fid"]
-        self.log.write({"step": it.step, **scores, "evaluator": self.reference.evaluator.name})
+        trained = round(run_state.training_s(), 3)  # the steps' time so far, not this one's
+        record = {"step": it.step, **scores, "train_time_s": trained}
+        self.log.write({**record, "evaluator": self.reference.evaluator.name})
         if self.board:
             for key, value in scores.items():
                 self.board.add_scalar(f"eval/{key}", value, it.step)
@@ -258,6 +262,14 @@ class RunFolder:
         checkpoint = self._checkpoint(step, data_state)
         self.last_saved = save_checkpoint(self.run_dir, checkpoint, self.config.keep_checkpoints)
         self.saved_step = step
+
+    def note_time_budget(self, step: int) -> None:
+        """Log where the time budget ended the run."""
+        self.stopped_by = "time_budget"
+        trained = self.run_state.training_s()
+        message = f"time budget of {self.config.time_budget:g} s spent ({trained:.1f} s)"
+        self.log.write({"step": step, "stopped": message, "train_time_s": round(trained, 3)})
+        self.console.notice(f"step {step}: {message}; finishing the run")
 
     def stop_message(self, signal_name: str, step: int) -> str:
         return (
@@ -363,12 +375,22 @@ class RunFolder:
                 title=f"{config.preset} ({config.loss}, {config.architecture})",
             )
             if self.reference is not None and config.final_eval_num:
-                result = score_run(run_dir, num=config.final_eval_num, seed=config.seed)
+                # What `ganforge eval` would score: the checkpoint's generator, read back.
+                given = config.architecture == GIVEN_NETWORKS
+                result = score_run(
+                    run_dir,
+                    num=config.final_eval_num,
+                    seed=config.seed,
+                    trust_code=True,  # this run's own networks, trusted when it started
+                    generator=copy.deepcopy(self.models.generator) if given else None,
+                )
                 save_run_evaluation(run_dir, result)
             facts = {
                 "steps": summary.steps,
                 "epochs_completed": summary.epochs_completed,
                 "wall_time_s": round(wall, 2),
+                "train_time_s": round(busy, 2),
+                "stopped_by": self.stopped_by,
                 "images_per_s": round(summary.images_per_s, 1),
                 "device": str(self.device),
                 "processes": processes,

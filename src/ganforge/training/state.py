@@ -237,20 +237,30 @@ def make_optimizer(
 
 
 def build_trained_models(
-    config: TrainConfig, device: torch.device, shard: Shard = SINGLE_PROCESS
+    config: TrainConfig,
+    device: torch.device,
+    shard: Shard = SINGLE_PROCESS,
+    networks: tuple[nn.Module, nn.Module] | None = None,
 ) -> TrainedModels:
-    """The networks, optimizers and objective a config describes, ready to train on ``device``.
+    """The networks, optimizers and objective a config describes, ready to train on ``device``;
+    ``networks``: a script's own ``(generator, discriminator)`` to train instead.
 
-    Weights come from torch's global generator: seed it first for a reproducible run.
+    Weights come from torch's global generator: seed it first for a reproducible run. A user's
+    networks (``module:callable``) are imported here: the caller has trusted them already (a
+    new run names them itself; a resumed one passed ``--trust-code``).
     """
-    generator, partner = build_models(
-        config.architecture,
-        config.noise_dim,
-        config.init,
-        config.conditioning,
-        config.num_classes,
-        image_shape(config),
-    )
+    try:
+        generator, partner = networks or build_models(
+            config.architecture,
+            config.noise_dim,
+            config.init,
+            config.conditioning,
+            config.num_classes,
+            image_shape(config),
+            trust_code=True,
+        )
+    except ValueError as exc:  # a user's module that does not keep the contract
+        raise GanforgeError(str(exc)) from None
     vae = config.loss == VAE_LOSS
     if vae:  # the discriminator's layers, read out as the posterior, are the encoder
         partner = VAEEncoder(partner, config.noise_dim, config.likelihood == "gaussian")
