@@ -35,14 +35,18 @@ with ``GANFORGE_DATA`` at the tiny synthetic MNIST of ``conftest.py``, a private
 network) are listed with the reason in :data:`CANNOT_RUN_HERE` and reported as skipped; a test
 checks that every entry of these tables still matches the README, so none goes stale.
 
-Everything goes through the command line (``sys.executable -m ganforge``) in subprocesses: the
-README's commands are what is tested, not the library's internals. The module fixture runs all
+Everything goes through the command line: ``ganforge ARGS`` through the console script's own
+function (``ganforge.cli.main``, in the workspace's folder and environment), ``torchrun``
+commands in processes of their own; the README's commands are what is tested, not the
+library's internals. The module fixture runs all
 commands once (about two minutes on 2 cores); each case then checks its command's exit status
 and the files it should have written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -50,6 +54,7 @@ import shlex
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,26 +460,54 @@ def _run(command: ReadmeCommand, ws: Workspace) -> Outcome:
     runs = ws.cwd / "runs"
     before = set(runs.iterdir()) if runs.is_dir() else set()
     started = time.perf_counter()
-    try:
-        result = subprocess.run(
-            outcome.argv, cwd=ws.cwd, env=env, capture_output=True, text=True, timeout=300
-        )
-    except subprocess.TimeoutExpired as exc:
-        outcome.problems.append(f"still running after {exc.timeout} s")
-        return outcome
+    if command.program == "ganforge":
+        returncode, stdout, stderr = _run_in_process(args, ws)
+    else:
+        try:
+            result = subprocess.run(
+                outcome.argv, cwd=ws.cwd, env=env, capture_output=True, text=True, timeout=300
+            )
+        except subprocess.TimeoutExpired as exc:
+            outcome.problems.append(f"still running after {exc.timeout} s")
+            return outcome
+        returncode, stdout, stderr = result.returncode, result.stdout, result.stderr
     outcome.seconds = time.perf_counter() - started
-    outcome.returncode, outcome.stdout, outcome.stderr = (
-        result.returncode,
-        result.stdout,
-        result.stderr,
-    )
+    outcome.returncode, outcome.stdout, outcome.stderr = returncode, stdout, stderr
     if command.kind == "train":
         new = sorted((set(runs.iterdir()) if runs.is_dir() else set()) - before)
         if len(new) == 1:
             ws.made[command.text] = str(new[0].relative_to(ws.cwd))
-    if result.returncode == 0:
+    if returncode == 0:
         outcome.problems += _output_problems(command, args, outcome, ws)
     return outcome
+
+
+def _run_in_process(args: list[str], ws: Workspace) -> tuple[int, str, str]:
+    """``ganforge ARGS`` through the console script's own function, in the workspace's folder
+    and environment: what a subprocess would run, without importing torch again for each of
+    the README's commands (seconds each). Torchrun's commands still get processes of their own.
+    """
+    from ganforge.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(ws.env)
+    os.chdir(ws.cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                returncode = main(args)
+            except SystemExit as exc:  # argparse's usage errors
+                returncode = exc.code if isinstance(exc.code, int) else 1
+            except Exception:  # a crash: what a subprocess would print before exit status 1
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return returncode, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

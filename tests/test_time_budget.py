@@ -20,7 +20,7 @@ def test_each_evaluation_logs_the_training_seconds_spent_so_far(tmp_path):
     assert times == sorted(times) and times[0] > 0
     # The steps alone: less than the wall time since the start, which includes the side work.
     wall = {r["step"]: r["time"] for r in records if "d_loss" in r}
-    assert all(r["train_time_s"] < wall[r["step"]] + 1e-6 for r in evaluations)
+    assert all(r["train_time_s"] <= wall[r["step"]] + 1e-3 for r in evaluations)  # rounded
     summary = json.loads((run / "summary.json").read_text())
     assert 0 < summary["train_time_s"] <= summary["wall_time_s"]
     assert "FID against training time" in (run / "report.html").read_text()

@@ -25,7 +25,7 @@ from ganforge.checkpoint_file import resolve_checkpoint
 from ganforge.config import GIVEN_NETWORKS, TrainConfig, build_config
 from ganforge.console import SILENT, Console
 from ganforge.eval import evaluate as _evaluate
-from ganforge.export import export_onnx
+from ganforge.exporting import export_onnx
 from ganforge.sampling import generate, load_generator
 from ganforge.training import RunSummary, open_resume
 from ganforge.training import train as _train

@@ -501,7 +501,7 @@ def _run_eval(args: argparse.Namespace) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from ganforge.export import export_onnx
+    from ganforge.exporting import export_onnx
 
     if args.out.suffix != ".onnx":
         raise GanforgeError(f"{args.out} must end in .onnx")

@@ -266,6 +266,7 @@ def _train(
     guard = folder.guard() if folder is not None else contextlib.nullcontext()
     with guard:
         if folder is not None:
-            folder.begin(start_data_state)
+            with run_state.timing_side_work():
+                folder.begin(start_data_state)
         last = run_loop(config, models, iterations, run_state, folder, shard)
     return folder.finish(last, shard.world_size) if folder is not None else None
