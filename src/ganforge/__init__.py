@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    if name in API:
+    """The entry points (``__all__``), imported from :mod:`ganforge.api` on first use (PEP 562),
+    so that the command line, which needs one of them at most, starts without all of ganforge."""
+    if name in __all__:
         from ganforge import api
 
         return getattr(api, name)
