@@ -154,6 +154,8 @@ def test_training_logs_fid_and_writes_eval_and_report(evaluated_run):
         "FID during training",
         "Classes of the samples",
         "Metrics",
+        "Is it copying?",
+        "FID against training time",
         "Config",
     ):
         assert f"<h2>{heading}</h2>" in page or f">{heading}</h2>" in page
@@ -187,6 +189,12 @@ def test_eval_of_an_npz_of_training_images_matches_the_floor(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["samples"]["memorisation_ratio"] < 1e-5
     assert result["samples"]["fid"] < result["ceiling"]["fid"]
+    # Copies are found: each sample's nearest training image is itself, at distance 0.
+    nearest = result["nearest"]
+    assert nearest["space"] == "features" and len(nearest["samples"]) == 8
+    for i, found in enumerate(nearest["samples"]):
+        assert found["train_indices"][0] == i and found["distances"][0] == 0
+        assert found["distances"] == sorted(found["distances"]) and len(found["distances"]) == 4
 
 
 def test_compare_prints_a_markdown_table_and_a_chart(evaluated_run, tmp_path, capsys):
@@ -242,6 +250,8 @@ def test_folder_runs_are_scored_on_pixels(tmp_path, image_folder, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["evaluator"] is None and "no shipped evaluator fits" in result["note"]
     assert set(result["samples"]) >= {"precision", "recall", "coverage", "memorisation_ratio"}
+    assert result["nearest"]["space"] == "pixels" and (run / "nearest.png").is_file()
+    assert "Is it copying?" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize(

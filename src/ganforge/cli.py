@@ -476,6 +476,7 @@ def _check_parent_folder(path: Path) -> None:
 
 def _run_eval(args: argparse.Namespace) -> None:
     from ganforge.eval import evaluate, format_table, save_run_evaluation
+    from ganforge.eval.scoring import NEAREST_GRID
     from ganforge.report import build_report
 
     _check_count("--num", args.num)
@@ -493,6 +494,7 @@ def _run_eval(args: argparse.Namespace) -> None:
         prdc_num=args.prdc_num,
         data_root=args.data_root,
         trust_code=args.trust_code,
+        nearest_grid=args.source / NEAREST_GRID if args.source.is_dir() else None,
     )
     if args.source.is_dir():  # a run folder keeps its scores and shows them in its report
         save_run_evaluation(args.source, result)

@@ -111,6 +111,16 @@ def nearest_distances(
     )
 
 
+def nearest_neighbours(
+    queries: torch.Tensor, references: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest references ``(R, D)`` of each query ``(Q, D)``: their Euclidean
+    distances and indices, each ``(Q, k)``, nearest first."""
+    distances = torch.cdist(queries.double(), references.double())
+    found = distances.topk(min(k, references.shape[0]), dim=1, largest=False)
+    return found.values, found.indices
+
+
 def memorisation_ratio(fake: torch.Tensor, test: torch.Tensor, train: torch.Tensor) -> float:
     """median(nearest-train distance of samples) / median(nearest-train distance of test)."""
     fake_nn = nearest_distances(fake, train).median()

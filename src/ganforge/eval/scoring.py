@@ -25,9 +25,11 @@ from ganforge.eval.metrics import (
     at_reference_size,
     kth_neighbour_distances,
     nearest_distances,
+    nearest_neighbours,
     precision_recall_density_coverage,
 )
 from ganforge.files import atomic_write_text
+from ganforge.image_files import save_grid
 from ganforge.sampling import balanced_labels, generate, load_generator
 
 
@@ -144,8 +146,11 @@ def evaluate(
     data_root: str | None = None,
     trust_code: bool = False,
     generator: nn.Module | None = None,
+    nearest_grid: Path | None = None,
 ) -> dict[str, Any]:
-    """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling.
+    """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling,
+    and find the nearest training images of the first few samples (``result["nearest"]``;
+    ``nearest_grid``: also draw them there, each sample beside its nearest training images).
 
     ``dataset`` defaults to the run's dataset (``mnist`` for a bare ``.npz``); ``seed`` to the
     run's seed. The training images (for memorisation and the floor) are the run's own training
@@ -178,6 +183,7 @@ def evaluate(
             "against the training images"
         )
         result["samples"] = _pixel_scores(images, train.images, prdc_num)
+        result["nearest"] = _nearest(images, train.images, None, nearest_grid)
         return result
 
     evaluator = load_evaluator(dataset, evaluator_path)
@@ -197,11 +203,54 @@ def evaluate(
     # A conditional run's samples were asked for every class in turn (balanced_labels).
     labels = balanced_labels(images.shape[0], classes) if classes else None
     result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed, labels=labels)
+    result["nearest"] = _nearest(images, train, reference, nearest_grid)
     points = _reference_points(
         reference, train, images.shape[0], seed, prdc_num, resolve_data_root(root)
     )
     result.update(points)
     return result
+
+
+#: A run folder's picture of samples beside their nearest training images.
+NEAREST_GRID = "nearest.png"
+#: How many samples are shown beside their nearest training images, and how many of those.
+NEAREST_SHOWN, NEAREST_K = 8, 4
+
+
+def _nearest(
+    images: torch.Tensor,
+    train: torch.Tensor,
+    reference: ReferenceSet | None,
+    grid: Path | None,
+) -> dict[str, Any]:
+    """The :data:`NEAREST_K` nearest training images of the first :data:`NEAREST_SHOWN`
+    samples: in the evaluator's feature space (``reference``), or in pixel space without one
+    (a folder data set). A sample that copies a training image sits at a distance near 0."""
+    shown = images[:NEAREST_SHOWN]
+    if reference is not None:
+        space, queries = "features", reference.evaluator.embed(shown)[0]
+        candidates = reference.train_features
+    else:
+        space, queries = "pixels", shown.reshape(len(shown), -1).double() / 255
+        candidates = train.reshape(len(train), -1).double() / 255
+    distances, indices = nearest_neighbours(queries, candidates, NEAREST_K)
+    if grid is not None:
+        rows = [
+            torch.cat([sample[None], train[index]])
+            for sample, index in zip(shown, indices, strict=True)
+        ]
+        save_grid(torch.cat(rows).float() / 127.5 - 1, grid, nrow=1 + indices.shape[1])
+    return {
+        "space": space,
+        "samples": [
+            {
+                "sample": i,
+                "train_indices": idx.tolist(),
+                "distances": [round(d, 4) for d in dist.tolist()],
+            }
+            for i, (idx, dist) in enumerate(zip(indices, distances, strict=True))
+        ],
+    }
 
 
 def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
@@ -219,7 +268,14 @@ def score_run(
 ) -> dict[str, Any]:
     """:func:`evaluate` a run folder's newest checkpoint and keep the result in the folder
     (``eval.json``)."""
-    result = evaluate(run_dir, num=num, seed=seed, trust_code=trust_code, generator=generator)
+    result = evaluate(
+        run_dir,
+        num=num,
+        seed=seed,
+        trust_code=trust_code,
+        generator=generator,
+        nearest_grid=Path(run_dir) / NEAREST_GRID,
+    )
     save_run_evaluation(run_dir, result)
     return result
 
@@ -269,4 +325,11 @@ def format_table(result: dict[str, Any]) -> str:
     histogram = result["samples"].get("class_histogram")
     if histogram:
         lines.append("class histogram: " + "  ".join(f"{k}:{v:.3f}" for k, v in histogram.items()))
+    nearest = result.get("nearest")
+    if nearest:
+        closest = [sample["distances"][0] for sample in nearest["samples"]]
+        lines.append(
+            f"nearest training image of {len(closest)} samples ({nearest['space']} space): "
+            "distances " + ", ".join(f"{d:.3g}" for d in closest)
+        )
     return "\n".join(lines)

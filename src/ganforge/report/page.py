@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.eval import metric_rows
+from ganforge.eval.scoring import NEAREST_GRID
 from ganforge.files import atomic_write_text, read_json
 from ganforge.report.plots import plot_class_histogram, plot_fid, plot_fid_against_time
 from ganforge.steplog import read_step_log
@@ -136,6 +137,15 @@ def build_report(run_dir: Path) -> Path:
             bars = _img(plots / "class_histogram.png", "class histogram", "plot")
             sections.append(f"<section><h2>Classes of the samples</h2>{bars}</section>")
         sections.append(f"<section><h2>Metrics</h2>{_metric_table(evaluation)}</section>")
+        nearest = run_dir / NEAREST_GRID
+        if nearest.is_file() and evaluation.get("nearest"):
+            space = evaluation["nearest"]["space"]
+            picture = _img(nearest, "samples beside their nearest training images", "grid")
+            sections.append(
+                "<section><h2>Is it copying?</h2><p class='muted'>Each row: a sample, then its "
+                f"nearest training images ({space} space), nearest first. A sample that is one "
+                f"of its neighbours, pixel for pixel, was copied.</p>{picture}</section>"
+            )
     else:
         sections.append(
             "<section><h2>Metrics</h2><p>Not evaluated yet: run "
