@@ -19,6 +19,13 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line(exc: BaseException) -> str:
+    """What a failure says in one line: ganforge's own message, else its type and first line."""
+    if isinstance(exc, GanforgeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 class TrainingStopped(GanforgeError):
     """Training stopped on a signal after writing a checkpoint it can resume from.
 

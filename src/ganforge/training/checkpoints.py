@@ -27,7 +27,7 @@ from ganforge.checkpoint_file import (
     save_run_checkpoint,
 )
 from ganforge.config import TrainConfig, check_trusted, resume_config
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, first_line
 from ganforge.training.distributed import Shard
 from ganforge.training.monitoring import Diverged, TrainingMonitor, non_finite_tensors
 from ganforge.training.state import TrainedModels
@@ -131,7 +131,7 @@ class RunState:
             self.monitor.load_state_dict(progress["monitor"])
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise GanforgeError(
-                f"{checkpoint['path']}: its training state cannot be restored ({exc})"
+                f"{checkpoint['path']}: its training state cannot be restored ({first_line(exc)})"
             ) from None
         self.elapsed_before = progress.get("elapsed_s", 0.0)
         self.side_work_before = progress.get("side_work_s", 0.0)

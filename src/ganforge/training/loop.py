@@ -17,7 +17,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.data import preprocess_images, shuffled_batches
-from ganforge.errors import GanforgeError, TrainingStopped
+from ganforge.errors import GanforgeError, TrainingStopped, one_line
 from ganforge.training.checkpoints import RunState
 from ganforge.training.distributed import Shard, agree_on_outcome, barrier
 from ganforge.training.interrupts import StopRequests, signal_name
@@ -190,6 +190,4 @@ def _one_line(failure: Exception | None, folder: RunFolder | None) -> str | None
     """What the other ranks are told of this rank's ``failure``."""
     if failure is None:
         return None
-    if folder is not None:
-        return folder.failure_message(failure)
-    return f"{type(failure).__name__}: {failure}"
+    return folder.failure_message(failure) if folder is not None else one_line(failure)

@@ -23,7 +23,7 @@ from ganforge.data import ImageData, load_dataset
 from ganforge.errors import GanforgeError
 from ganforge.eval import ReferenceSet, load_evaluator
 from ganforge.nets import import_user_architecture, is_user_architecture
-from ganforge.objectives import OBJECTIVES, VAE_LOSS
+from ganforge.objectives import OBJECTIVES
 from ganforge.training.checkpoints import ResumePoint, RunState, check_resumable, resume_from
 from ganforge.training.distributed import (
     Shard,
@@ -215,7 +215,7 @@ def _train(
     main = shard.is_main
     # Before any seeding: building the evaluator must not shift the training RNG streams.
     reference, no_evaluation = _training_reference(config) if main else (None, None)
-    objective = None if config.loss == VAE_LOSS else OBJECTIVES[config.loss]
+    objective = OBJECTIVES.get(config.loss)  # None: a VAE, which the D-wins warning skips
     run_state = RunState.start(config, shard, device, objective.d_wins_below if objective else None)
     config, data = _load_training_data(config, shard)
     plan = check_data(config, data, device, resume)

@@ -24,7 +24,7 @@ from ganforge.checkpoint_file import remove_partial_writes, save_best_checkpoint
 from ganforge.config import GIVEN_NETWORKS, TrainConfig
 from ganforge.console import Console
 from ganforge.data import preprocess_images, to_uint8
-from ganforge.errors import GanforgeError, first_line
+from ganforge.errors import GanforgeError, first_line, one_line
 from ganforge.eval import ReferenceSet, quick_scores, save_run_evaluation, score_run
 from ganforge.files import atomic_write_text
 from ganforge.image_files import save_grid, save_timeline_gif
@@ -277,17 +277,16 @@ class RunFolder:
             f"{self.last_saved}; continue with: ganforge train --resume {self.run_dir}"
         )
 
-    def failure_message(self, exc: BaseException) -> str:
-        """The one line that a failure of this side work (``exc``) reports."""
+    def failure_message(self, exc: BaseException, then: str = "continue") -> str:
+        """The one line that a failure of this side work (``exc``) reports; a failed write
+        names the intact checkpoint and what ``--resume`` will ``then`` do."""
         if isinstance(exc, OSError):
             return (
                 f"cannot write to the run folder {self.run_dir}: {exc.strerror or exc}; the "
-                f"last checkpoint, {self.last_saved}, is intact: make room, then continue with "
+                f"last checkpoint, {self.last_saved}, is intact: make room, then {then} with "
                 f"--resume {self.run_dir}"
             )
-        if isinstance(exc, GanforgeError):
-            return str(exc)
-        return f"{type(exc).__name__}: {first_line(exc)}"
+        return one_line(exc)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -405,9 +404,5 @@ class RunFolder:
             atomic_write_text(run_dir / "summary.json", json.dumps(facts, indent=2) + "\n")
             build_report(run_dir)
         except OSError as exc:
-            raise GanforgeError(
-                f"cannot write to the run folder {run_dir}: {exc.strerror or exc}; the last "
-                f"checkpoint, {self.last_saved}, is intact: make room, then finish with "
-                f"--resume {run_dir}"
-            ) from None
+            raise GanforgeError(self.failure_message(exc, then="finish")) from None
         return summary
