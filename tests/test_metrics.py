@@ -9,17 +9,6 @@ from torch import nn
 from ganforge.eval import metrics
 
 
-class Identity(nn.Module):
-    """A 'feature extractor' that passes features through, so tests control the features."""
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
 def exact_gaussian_sample(n: int, mean: torch.Tensor, std: torch.Tensor, seed: int) -> torch.Tensor:
     """n points whose sample mean is exactly ``mean`` and unbiased sample covariance exactly
     ``diag(std²)``: whitened noise, rescaled."""
@@ -34,7 +23,7 @@ def exact_gaussian_sample(n: int, mean: torch.Tensor, std: torch.Tensor, seed: i
 
 def test_fid_of_identical_sets_is_zero():
     features = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
-    fid = metrics.frechet_metric(Identity(8))
+    fid = metrics.frechet_metric(8)
     fid.update(features, real=True)
     fid.update(features, real=False)
     assert abs(fid.compute().item()) < 1e-6
@@ -46,14 +35,14 @@ def test_fid_of_two_gaussians_matches_the_closed_form():
     mean1, std1 = torch.tensor([0.0, 1.0, -2.0, 0.5]), torch.tensor([1.0, 2.0, 0.5, 1.5])
     mean2, std2 = torch.tensor([1.0, 1.0, 0.0, -0.5]), torch.tensor([0.5, 2.0, 1.5, 3.0])
     expected = ((mean1 - mean2) ** 2).sum() + ((std1 - std2) ** 2).sum()
-    fid = metrics.frechet_metric(Identity(4))
+    fid = metrics.frechet_metric(4)
     fid.update(exact_gaussian_sample(4000, mean1, std1, seed=1), real=True)
     fid.update(exact_gaussian_sample(3000, mean2, std2, seed=2), real=False)
     assert fid.compute().item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_fid_reference_statistics_survive_reset():
-    fid = metrics.frechet_metric(Identity(2))
+    fid = metrics.frechet_metric(2)
     real = exact_gaussian_sample(1000, torch.zeros(2), torch.ones(2), seed=3)
     fid.update(real, real=True)
     fid.update(real + 3, real=False)

@@ -49,6 +49,7 @@ def assert_same_state(a: dict, b: dict) -> None:
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    assert a.get("ada") == b.get("ada")
     for key in ("g_optimizer", "d_optimizer"):
         for index, state in a[key]["state"].items():
             for name, value in state.items():
@@ -66,21 +67,46 @@ def logged_steps(run: Path) -> list[dict]:
 
 # 600 training images in batches of 32: 18 iterations per epoch; 320 images: 10.
 @pytest.mark.parametrize(
-    ("preset", "images", "first", "total"),
+    ("preset", "images", "first", "total", "extra"),
     [
-        ("gan", 600, 7, 14),  # stops and ends mid-epoch
-        ("gan", 600, 18, 36),  # stops and ends on epoch boundaries
-        ("dcgan", 320, 6, 12),  # BatchNorm; the continuation crosses an epoch boundary
-        ("wgan-gp", 320, 1, 3),  # 5 critic updates of 32 per step, penalty draws: 2 per epoch
-        ("hinge-sn", 320, 6, 12),  # spectral norm's power-iteration vectors
-        ("dcgan-ema", 320, 6, 12),  # the generator's EMA
-        ("cgan", 320, 6, 12),  # labels of real images, and of fakes drawn with the noise
-        ("vae", 320, 6, 12),  # the reparameterisation's normal draws
+        ("gan", 600, 7, 14, ()),  # stops and ends mid-epoch
+        ("gan", 600, 18, 36, ()),  # stops and ends on epoch boundaries
+        ("dcgan", 320, 6, 12, ()),  # BatchNorm; the continuation crosses an epoch boundary
+        ("wgan-gp", 320, 1, 3, ()),  # 5 critic updates of 32 per step, penalty draws: 2 per epoch
+        ("hinge-sn", 320, 6, 12, ()),  # spectral norm's power-iteration vectors
+        ("dcgan-ema", 320, 6, 12, ()),  # the generator's EMA
+        ("cgan", 320, 6, 12, ()),  # labels of real images, and of fakes drawn with the noise
+        ("vae", 320, 6, 12, ()),  # the reparameterisation's normal draws
+        # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
+        ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
+        # every GAN hack at once: augmentation, label draws, annealed noise, two rates
+        (
+            "gan",
+            600,
+            7,
+            14,
+            (
+                "--augment",
+                "diffaugment",
+                "--real-label",
+                "0.9",
+                "--flip-labels",
+                "0.1",
+                "--instance-noise",
+                "0.2",
+                "--lr-d",
+                "2e-3",
+                "--lr-g",
+                "5e-4",
+            ),
+        ),
     ],
 )
-def test_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path, preset, images, first, total):
+def test_resume_gives_the_uninterrupted_run_bit_for_bit(
+    tmp_path, preset, images, first, total, extra
+):
     whole, split = tmp_path / "whole", tmp_path / "split"
-    flags = ["--preset", preset, "--train-size", str(images)]
+    flags = ["--preset", preset, "--train-size", str(images), *extra]
     assert tiny_train(whole, *flags, "--max-steps", str(total)) == 0
     assert tiny_train(split, *flags, "--max-steps", str(first)) == 0
     assert main(["train", "--resume", str(split), "--max-steps", str(total), "--quiet"]) == 0

@@ -157,10 +157,11 @@ def load_latest_checkpoint(run_dir: Path) -> tuple[dict[str, Any], list[tuple[Pa
 
 
 def sampling_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The generator weights to sample with: the EMA's when the run kept one, else G's own."""
+    """The generator weights to sample with: the EMA's when the run kept one, else G's own
+    (with standing BatchNorm statistics when the run re-estimated them)."""
     ema = checkpoint.get("generator_ema")
     if ema is None:
-        return checkpoint["generator"]
+        return checkpoint.get("generator_standing") or checkpoint["generator"]
     return {key.removeprefix("module."): value for key, value in ema.items() if key != "n_averaged"}
 
 

@@ -23,6 +23,8 @@ FLAG_HELP = {
     "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), radford "
     "(Radford et al.'s DCGAN: 32 or 64 px, grayscale or colour), or your own as "
     "module:callable (see the README)",
+    "g_width": "scale the built-in generator's hidden sizes (0.5: half as wide; default 1)",
+    "d_width": "scale the built-in discriminator's hidden sizes (default 1)",
     "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, hinge, or "
     "elbo (train a VAE: G decodes, D's layers encode)",
     "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
@@ -49,6 +51,8 @@ FLAG_HELP = {
     "ema": "decay per iteration of an EMA of G's weights used for samples and scores "
     "(e.g. 0.999; 0: off)",
     "ema_every": "average G into the EMA every N iterations, at decay**N (default 10)",
+    "standing_stats": "sample and score G with BatchNorm statistics re-estimated for its "
+    "current weights (an EMA always is)",
     "conditioning": "none, projection (a projection D) or acgan (an auxiliary classifier D): "
     "class-conditional G and D",
     "num_classes": "classes a conditional run draws (default: the dataset's)",

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ganforge.augment import AUGMENTS, parse_policy
 from ganforge.data import check_dataset_name, native_image_shape
 from ganforge.errors import GanforgeError
 from ganforge.nets import (
@@ -28,7 +29,7 @@ from ganforge.nets import (
     check_image_shape,
     is_user_architecture,
 )
-from ganforge.objectives import LIKELIHOODS, OBJECTIVES, VAE_LOSS
+from ganforge.objectives import LABELLED_LOSSES, LIKELIHOODS, OBJECTIVES, VAE_LOSS
 from ganforge.presets import PRESETS
 from ganforge.version import __version__
 
@@ -75,6 +76,8 @@ class TrainConfig:
     loss: str = "gan"  # ganforge.objectives.OBJECTIVES, or elbo: train a VAE
     likelihood: str = "bernoulli"  # the VAE's p(x | z): bernoulli | gaussian
     init: str = "default"  # default | xavier
+    g_width: float = 1.0  # scales the built-in generator's hidden sizes (1: the architecture's)
+    d_width: float = 1.0  # scales the built-in discriminator's hidden sizes
     dataset: str = "mnist"  # mnist | fashion-mnist | folder:PATH
     data_root: str | None = None
     download: bool = False  # allow downloads from the original dataset mirrors
@@ -85,6 +88,8 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "adam"  # adam | rmsprop (the WGAN paper's), for both networks
     lr: float = 1e-3
+    lr_g: float | None = None  # the generator's learning rate (None: lr)
+    lr_d: float | None = None  # the discriminator's learning rate (None: lr); TTUR
     beta1: float = 0.5  # Adam's betas (RMSprop has none)
     beta2: float = 0.999
     n_critic: int = 1  # discriminator updates per generator update
@@ -94,6 +99,15 @@ class TrainConfig:
     spectral_norm: bool = False  # spectral normalisation of D's layers
     ema: float = 0.0  # decay per iteration of an EMA of G's weights, used for samples (0: off)
     ema_every: int = 10  # average G into the EMA every N iterations (at decay**N)
+    standing_stats: bool = False  # sample G with BatchNorm statistics of its final weights
+    augment: str = "none"  # none | diffaugment | ada: augment what D sees, real and fake
+    augment_policy: str = "color,translation,cutout"  # the transforms of diffaugment and ada
+    ada_target: float = 0.6  # ADA's target for r_t = E[sign(D(x_real))]
+    ada_images: int = 100_000  # images over which ADA's p can move from 0 to 1
+    xflip: bool = False  # mirror half of the training images (not for digits)
+    real_label: float = 1.0  # D's target for real images (0.9: one-sided label smoothing)
+    flip_labels: float = 0.0  # probability that D is told the wrong label for an image
+    instance_noise: float = 0.0  # σ of noise on D's inputs, annealed to 0 over the epochs
     conditioning: str = "none"  # none | projection | acgan: class-conditional G and D
     num_classes: int = 0  # labels a conditional run draws from (0: the dataset's class count)
     noise_dim: int = 96  # the dimension of G's noise (a VAE's latent code)
@@ -154,7 +168,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise GanforgeError(f"config file {path}: key {key!r} is not a setting name")
         if key not in FIELD_TYPES:
             raise GanforgeError(f"config file {path}: unknown key {key!r}{_closest(key)}")
-        if FIELD_TYPES[key] == "float" and isinstance(value, str):
+        if "float" in FIELD_TYPES[key] and isinstance(value, str):
             # YAML 1.1 reads 2e-4 (no decimal point) as a string; take it as the number it is.
             with contextlib.suppress(ValueError):
                 values[key] = float(value)
@@ -279,6 +293,11 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
             f"architecture {architecture}: conditioning wraps the built-in networks; build "
             "class-conditional networks of your own as plain GANs",
         )
+        need(
+            config.g_width == 1 and config.d_width == 1,
+            f"architecture {architecture}: g_width and d_width scale the built-in networks; "
+            "your own networks set their own sizes",
+        )
     choice("loss", (*OBJECTIVES, VAE_LOSS))
     choice("likelihood", LIKELIHOODS)
     choice("noise", NOISE_DISTRIBUTIONS)
@@ -334,6 +353,12 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
     for key in ("gp_weight", "r1_gamma", "weight_clip"):
         number(key, 0, 1e6, low_inclusive=True)
     number("ema", 0, 1, low_inclusive=True)
+    for key in ("lr_g", "lr_d"):
+        if getattr(config, key) is not None:
+            number(key, 0, 10)
+    _check_small_data_options(config, need, choice, number, integer)
+    number("g_width", 0, 64)
+    number("d_width", 0, 64)
     number("time_budget", 0, 1e9, low_inclusive=True)
     number("beta1", 0, 1, low_inclusive=True)
     number("beta2", 0, 1, low_inclusive=True)
@@ -343,11 +368,49 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
     root = Path(config.data_root).expanduser() if isinstance(config.data_root, str) else None
     if check_files and root is not None and root.exists():
         need(root.is_dir(), f"data_root {config.data_root} is not a folder")
-    for key in ("download", "tensorboard", "compile", "sync_bn", "spectral_norm"):
+    for key in ("download", "tensorboard", "compile", "sync_bn", "spectral_norm", "standing_stats"):
         value = getattr(config, key)
         need(isinstance(value, bool), f"{key} must be true or false, got {value!r}")
     if problems:
         raise GanforgeError("\n".join(problems))
+
+
+def _check_small_data_options(config: TrainConfig, need, choice, number, integer) -> None:
+    """Augmentation and the GAN hacks, refused where they mean nothing."""
+    choice("augment", AUGMENTS)
+    if config.augment != "none" and isinstance(config.augment_policy, str):
+        try:
+            parse_policy(config.augment_policy)
+        except ValueError as exc:
+            need(False, str(exc))
+    elif config.augment != "none":
+        need(False, f"augment_policy must be a string, got {config.augment_policy!r}")
+    number("ada_target", 0, 1)
+    integer("ada_images", 1)
+    if config.augment == "ada" and config.loss == "wgan":
+        need(
+            False,
+            "augment ada reads the sign of D's score on real images, which says nothing for a "
+            "Wasserstein critic (its scores drift); use augment diffaugment",
+        )
+    need(isinstance(config.xflip, bool), f"xflip must be true or false, got {config.xflip!r}")
+    if config.xflip is True and config.dataset == "mnist":
+        need(
+            False,
+            "xflip mirrors the training images, and a mirrored digit is not a digit; use it for "
+            "data sets whose images may be mirrored (fashion-mnist, photos)",
+        )
+    number("real_label", 0, 1.000001)
+    number("flip_labels", 0, 0.5, low_inclusive=True)
+    number("instance_noise", 0, 1e3, low_inclusive=True)
+    labelled_loss = config.loss in LABELLED_LOSSES or config.loss == VAE_LOSS
+    for key, neutral in (("real_label", 1.0), ("flip_labels", 0.0)):
+        if not labelled_loss and getattr(config, key) != neutral:
+            need(
+                False,
+                f"{key} changes the labels of a classifying discriminator (loss "
+                f"{' or '.join(LABELLED_LOSSES)}); loss {config.loss} has no labels",
+            )
 
 
 def _check_vae(config: TrainConfig, need) -> None:
@@ -364,6 +427,12 @@ def _check_vae(config: TrainConfig, need) -> None:
         "r1_gamma": (0, config.r1_gamma),
         "weight_clip": (0, config.weight_clip),
         "spectral_norm": (False, config.spectral_norm),
+        "augment": ("none", config.augment),
+        "real_label": (1.0, config.real_label),
+        "flip_labels": (0.0, config.flip_labels),
+        "instance_noise": (0.0, config.instance_noise),
+        "lr_g": (None, config.lr_g),
+        "lr_d": (None, config.lr_d),
     }
     for key, (neutral, value) in unused.items():
         need(value == neutral, f"{key} is a GAN option; loss elbo (a VAE) takes {key} {neutral}")

@@ -21,15 +21,31 @@ def _flat(scores: torch.Tensor) -> torch.Tensor:
     return scores.reshape(-1)
 
 
-def bce_with_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
-    """Mean binary cross-entropy of ``sigmoid(logits)`` against a constant label (stable)."""
+Target = float | torch.Tensor
+"""A discriminator's label for each image: one number for all, or one per image ``(N,)``."""
+
+
+def _targets(scores: torch.Tensor, target: Target) -> torch.Tensor:
+    if isinstance(target, torch.Tensor):
+        return target.reshape(-1).to(scores.dtype)
+    return torch.full_like(scores, target)
+
+
+def bce_with_logits(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    """Mean binary cross-entropy of ``sigmoid(logits)`` against a label (stable)."""
     logits = _flat(logits)
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    return F.binary_cross_entropy_with_logits(logits, _targets(logits, target))
 
 
-def gan_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """``mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)`` (Goodfellow et al. 2014)."""
-    return bce_with_logits(logits_real, 1.0) + bce_with_logits(logits_fake, 0.0)
+def gan_discriminator_loss(
+    logits_real: torch.Tensor,
+    logits_fake: torch.Tensor,
+    real_target: Target = 1.0,
+    fake_target: Target = 0.0,
+) -> torch.Tensor:
+    """``mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)`` (Goodfellow et al. 2014); other targets
+    give one-sided label smoothing (``real_target`` 0.9) and flipped labels (per image)."""
+    return bce_with_logits(logits_real, real_target) + bce_with_logits(logits_fake, fake_target)
 
 
 def gan_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
@@ -37,9 +53,19 @@ def gan_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return bce_with_logits(logits_fake, 1.0)
 
 
-def lsgan_discriminator_loss(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
-    """``0.5 · mean((D(x) − 1)²) + 0.5 · mean(D(G(z))²)`` (Mao et al. 2017, eq. 9)."""
-    return 0.5 * (_flat(scores_real) - 1).square().mean() + 0.5 * _flat(scores_fake).square().mean()
+def lsgan_discriminator_loss(
+    scores_real: torch.Tensor,
+    scores_fake: torch.Tensor,
+    real_target: Target = 1.0,
+    fake_target: Target = 0.0,
+) -> torch.Tensor:
+    """``0.5 · mean((D(x) − 1)²) + 0.5 · mean(D(G(z))²)`` (Mao et al. 2017, eq. 9: ``b`` = 1,
+    ``a`` = 0, the targets here)."""
+    real, fake = _flat(scores_real), _flat(scores_fake)
+    return (
+        0.5 * (real - _targets(real, real_target)).square().mean()
+        + 0.5 * (fake - _targets(fake, fake_target)).square().mean()
+    )
 
 
 def lsgan_generator_loss(scores_fake: torch.Tensor) -> torch.Tensor:
@@ -98,14 +124,19 @@ class Objective:
     ``score_summary`` maps raw scores to the number logged as D(x) and D(G(z)): the mean
     probability of "real" for BCE, the mean raw score otherwise. ``d_wins_below``: the logged
     D(G(z)) under which D is winning outright (``None`` where scores are unbounded, as a
-    Wasserstein critic's or a hinge discriminator's are).
+    Wasserstein critic's or a hinge discriminator's are). ``real_side``: the raw score above
+    which D calls an image real (ADA counts the signs about it). ``labelled``: whether D is a
+    classifier of real against fake whose labels can be changed (its loss takes
+    ``real_target`` and ``fake_target``).
     """
 
     name: str
-    discriminator_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    discriminator_loss: Callable[..., torch.Tensor]
     generator_loss: Callable[[torch.Tensor], torch.Tensor]
     score_summary: Callable[[torch.Tensor], torch.Tensor]
     d_wins_below: float | None = 0.01
+    real_side: float = 0.0
+    labelled: bool = False
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -114,9 +145,15 @@ OBJECTIVES: dict[str, Objective] = {
         gan_discriminator_loss,
         gan_generator_loss,
         lambda scores: torch.sigmoid(scores).mean(),
+        labelled=True,
     ),
     "lsgan": Objective(
-        "lsgan", lsgan_discriminator_loss, lsgan_generator_loss, lambda scores: scores.mean()
+        "lsgan",
+        lsgan_discriminator_loss,
+        lsgan_generator_loss,
+        lambda scores: scores.mean(),
+        real_side=0.5,  # halfway between the targets 0 (fake) and 1 (real)
+        labelled=True,
     ),
     "wgan": Objective(
         "wgan",
@@ -134,6 +171,9 @@ OBJECTIVES: dict[str, Objective] = {
     ),
 }
 
+
+#: The objectives whose discriminator classifies real against fake with labels.
+LABELLED_LOSSES = tuple(name for name, objective in OBJECTIVES.items() if objective.labelled)
 
 #: The ``loss`` that trains a VAE instead of a GAN.
 VAE_LOSS = "elbo"

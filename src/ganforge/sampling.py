@@ -53,6 +53,7 @@ def load_generator(
                 config.num_classes,
                 image_shape(config),
                 trust_code=trust_code,
+                width=config.g_width,
             )
         except (ValueError, GanforgeError) as exc:
             raise GanforgeError(f"{path}: {exc}") from None

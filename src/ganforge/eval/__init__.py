@@ -14,6 +14,7 @@ from ganforge.eval.scoring import (
     format_table,
     metric_rows,
     npz_images,
+    reference_set,
     save_run_evaluation,
     score_run,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "metric_rows",
     "npz_images",
     "quick_scores",
+    "reference_set",
     "save_run_evaluation",
     "score_run",
     "train_evaluator",

@@ -28,6 +28,9 @@ from ganforge.errors import GanforgeError
 from ganforge.version import __version__
 
 NUM_FEATURES = 128
+#: Images per forward pass when embedding: small enough to stay in the CPU's caches (250 ran
+#: about 1.5× as fast as 1000 on the project's 2-core CPU).
+EMBED_BATCH = 250
 SHIPPED_DIR = "evaluators"
 FORMAT = "ganforge-evaluator-1"
 
@@ -74,30 +77,6 @@ class EvaluatorNet(nn.Module):
         return self.head(self.features(images))
 
 
-class FeatureExtractor(nn.Module):
-    """The evaluator's feature layer as torchmetrics' FID/KID expect a custom ``feature``:
-    an ``nn.Module`` with a ``num_features`` attribute."""
-
-    def __init__(self, net: EvaluatorNet) -> None:
-        super().__init__()
-        self.net = net
-        self.num_features = NUM_FEATURES
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.features(images)
-
-
-class LogitsExtractor(nn.Module):
-    """The evaluator's logits, as torchmetrics' Inception Score expects a custom ``feature``."""
-
-    def __init__(self, net: EvaluatorNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-
 @dataclass
 class Evaluator:
     """A loaded evaluator network with where it came from."""
@@ -115,7 +94,7 @@ class Evaluator:
 
     @torch.inference_mode()
     def embed(
-        self, images: torch.Tensor, batch_size: int = 1000
+        self, images: torch.Tensor, batch_size: int = EMBED_BATCH
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images ``(N, C, 28, 28)`` → ``(features (N, 128), probabilities (N, classes))``."""
         features, probabilities = [], []
@@ -181,7 +160,8 @@ def load_evaluator(dataset: str | None = None, path: str | Path | None = None) -
         net.load_state_dict(blob["state_dict"])
     except RuntimeError:
         raise GanforgeError(f"{path}: its weights do not fit the evaluator network") from None
-    net.eval()
+    # channels_last: about twice the images per second on a CPU (the scores move by ~1e-6).
+    net.eval().to(memory_format=torch.channels_last)
     if dataset is not None and blob["dataset"] != dataset:
         raise GanforgeError(
             f"evaluator {path} was trained on {blob['dataset']!r}, not on {dataset!r}"

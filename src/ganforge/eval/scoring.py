@@ -83,6 +83,23 @@ def load_samples(
     return images, config, seed
 
 
+def reference_set(
+    dataset: str,
+    data_root: str | None = None,
+    train_size: int | None = None,
+    evaluator_path: str | os.PathLike | None = None,
+) -> ReferenceSet:
+    """The test split of ``dataset`` embedded by its evaluator (the shipped one, or the file
+    at ``evaluator_path``), with the training split (the first ``train_size`` images) for the
+    memorisation check; what is computed from the training images is kept under the data
+    root's ``eval-cache``."""
+    evaluator = load_evaluator(dataset, evaluator_path)
+    test = load_dataset(dataset, "test", data_root=data_root).images
+    train = load_dataset(dataset, "train", data_root=data_root, train_size=train_size).images
+    cache = resolve_data_root(data_root) / "eval-cache"
+    return ReferenceSet(evaluator, test, train, cache_dir=cache)
+
+
 def _check_fits(images: torch.Tensor, evaluator: Evaluator, reference: torch.Tensor) -> None:
     if images.shape[1:] != reference.shape[1:]:
         want = "×".join(map(str, reference.shape[1:]))
@@ -90,6 +107,11 @@ def _check_fits(images: torch.Tensor, evaluator: Evaluator, reference: torch.Ten
         raise GanforgeError(
             f"samples are {got} images; the {evaluator.dataset} evaluator and test set are {want}"
         )
+
+
+#: The seed of the reference points' random draws (the floor's training images, the ceiling's
+#: noise, their KID subsets), whatever the samples' seed.
+REFERENCE_SEED = 0
 
 
 def _reference_points(
@@ -147,6 +169,7 @@ def evaluate(
     trust_code: bool = False,
     generator: nn.Module | None = None,
     nearest_grid: Path | None = None,
+    reference: ReferenceSet | None = None,
 ) -> dict[str, Any]:
     """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling,
     and find the nearest training images of the first few samples (``result["nearest"]``;
@@ -156,6 +179,8 @@ def evaluate(
     run's seed. The training images (for memorisation and the floor) are the run's own training
     split. Returns a dict that :func:`format_table` prints and ``--json`` dumps.
     ``trust_code`` and ``generator``: see :func:`ganforge.sampling.load_generator`.
+    ``reference``: the dataset's test and training images as a training run embedded them
+    (:func:`reference_set`), so that they are not embedded again.
     """
     if num < MIN_POINTS or prdc_num < MIN_POINTS:
         raise GanforgeError(f"--num and --prdc-num must be at least {MIN_POINTS}")
@@ -186,9 +211,9 @@ def evaluate(
         result["nearest"] = _nearest(images, train.images, None, nearest_grid)
         return result
 
-    evaluator = load_evaluator(dataset, evaluator_path)
-    test = load_dataset(dataset, "test", data_root=root).images
-    train = load_dataset(dataset, "train", data_root=root, train_size=train_size).images
+    if reference is None:
+        reference = reference_set(dataset, root, train_size, evaluator_path)
+    evaluator, test, train = reference.evaluator, reference.test_images, reference.train_images
     resized = at_reference_size(images, test)
     if resized is not images:
         size = "×".join(map(str, images.shape[2:]))
@@ -197,15 +222,15 @@ def evaluate(
         )
         images = resized
     _check_fits(images, evaluator, test)
-    reference = ReferenceSet(evaluator, test, train)
     result.update(evaluator=evaluator.name, evaluator_test_accuracy=evaluator.test_accuracy)
     classes = config.num_classes if config and config.conditioning != "none" else 0
     # A conditional run's samples were asked for every class in turn (balanced_labels).
     labels = balanced_labels(images.shape[0], classes) if classes else None
     result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed, labels=labels)
     result["nearest"] = _nearest(images, train, reference, nearest_grid)
+    # The reference points do not depend on the run: one seed for all, computed once.
     points = _reference_points(
-        reference, train, images.shape[0], seed, prdc_num, resolve_data_root(root)
+        reference, train, images.shape[0], REFERENCE_SEED, prdc_num, resolve_data_root(root)
     )
     result.update(points)
     return result
@@ -265,6 +290,7 @@ def score_run(
     seed: int | None = None,
     trust_code: bool = False,
     generator: nn.Module | None = None,
+    reference: ReferenceSet | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate` a run folder's newest checkpoint and keep the result in the folder
     (``eval.json``)."""
@@ -275,6 +301,7 @@ def score_run(
         trust_code=trust_code,
         generator=generator,
         nearest_grid=Path(run_dir) / NEAREST_GRID,
+        reference=reference,
     )
     save_run_evaluation(run_dir, result)
     return result

@@ -34,6 +34,7 @@ from ganforge.nets.classic import (
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
+    scaled,
     xavier_init_,
 )
 from ganforge.nets.conditional import (
@@ -41,7 +42,12 @@ from ganforge.nets.conditional import (
     ConditionalGenerator,
     ProjectionDiscriminator,
 )
-from ganforge.nets.radford import RadfordDiscriminator, RadfordGenerator, _radford_blocks
+from ganforge.nets.radford import (
+    RADFORD_WIDTH,
+    RadfordDiscriminator,
+    RadfordGenerator,
+    _radford_blocks,
+)
 
 
 def apply_spectral_norm(model: nn.Module) -> nn.Module:
@@ -154,12 +160,14 @@ def check_image_shape(architecture: str, image_shape: tuple[int, int, int]) -> N
         )
 
 
-def _network(architecture: str, which: int, image_shape: tuple[int, int, int], *args) -> nn.Module:
+def _network(
+    architecture: str, which: int, image_shape: tuple[int, int, int], width: float, *args
+) -> nn.Module:
     check_image_shape(architecture, image_shape)
     cls = ARCHITECTURES[architecture][which]
-    if NATIVE_IMAGE_SHAPE[architecture] is None:
-        return cls(*args, image_shape=tuple(image_shape))
-    return cls(*args)
+    if NATIVE_IMAGE_SHAPE[architecture] is None:  # radford counts its width in channels
+        return cls(*args, image_shape=tuple(image_shape), width=scaled(RADFORD_WIDTH, width))
+    return cls(*args, width=width)
 
 
 def build_generator(
@@ -169,14 +177,15 @@ def build_generator(
     num_classes: int = 0,
     image_shape: tuple[int, int, int] = (1, 28, 28),
     trust_code: bool = False,
+    width: float = 1.0,
 ) -> nn.Module:
     """The generator of an architecture in :data:`ARCHITECTURES` (or a user's, ``module:
     callable``, imported only with ``trust_code``: :class:`UntrustedCode` otherwise) drawing
     ``image_shape`` ``(C, H, W)`` images, conditional on a class label unless ``conditioning``
-    is ``none``."""
+    is ``none``; ``width`` scales its hidden sizes (1: the architecture's own)."""
     if is_user_architecture(architecture):
         return _user_networks(architecture, noise_dim, image_shape, trust_code)[0]
-    generator = _network(architecture, 0, image_shape, noise_dim)
+    generator = _network(architecture, 0, image_shape, width, noise_dim)
     if conditioning == "none":
         return generator
     return ConditionalGenerator(generator, num_classes)
@@ -190,16 +199,20 @@ def build_models(
     num_classes: int = 0,
     image_shape: tuple[int, int, int] = (1, 28, 28),
     trust_code: bool = False,
+    g_width: float = 1.0,
+    d_width: float = 1.0,
 ) -> tuple[nn.Module, nn.Module]:
     """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`
     (or a user's, as :func:`build_generator` says), a conditioning in :data:`CONDITIONINGS`
     (over ``num_classes`` labels) and images of shape ``image_shape`` ``(C, H, W)`` (see
-    :data:`NATIVE_IMAGE_SHAPE`)."""
+    :data:`NATIVE_IMAGE_SHAPE`); ``g_width`` and ``d_width`` scale the hidden sizes of each."""
     if is_user_architecture(architecture):
         generator, discriminator = _user_networks(architecture, noise_dim, image_shape, trust_code)
     else:
-        generator = build_generator(architecture, noise_dim, conditioning, num_classes, image_shape)
-        discriminator = _network(architecture, 1, image_shape)
+        generator = build_generator(
+            architecture, noise_dim, conditioning, num_classes, image_shape, width=g_width
+        )
+        discriminator = _network(architecture, 1, image_shape, d_width)
     if conditioning != "none":
         discriminator = CONDITIONINGS[conditioning](discriminator, num_classes)
     init_fn = INITS[init]

@@ -12,6 +12,8 @@ RADFORD_SIZES = (32, 64)
 
 
 RADFORD_CHANNELS = (1, 3)
+#: The channels of the last hidden layer (the first of the discriminator) at width 1.
+RADFORD_WIDTH = 64
 
 
 def _radford_blocks(image_shape: tuple[int, int, int]) -> int:
@@ -45,7 +47,7 @@ class RadfordGenerator(nn.Module):
         self,
         noise_dim: int = 100,
         image_shape: tuple[int, int, int] = (3, 32, 32),
-        width: int = 64,
+        width: int = RADFORD_WIDTH,
     ) -> None:
         super().__init__()
         blocks = _radford_blocks(image_shape)
@@ -95,7 +97,9 @@ class RadfordDiscriminator(nn.Module):
     (3, 64, 64).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int] = (3, 32, 32), width: int = 64) -> None:
+    def __init__(
+        self, image_shape: tuple[int, int, int] = (3, 32, 32), width: int = RADFORD_WIDTH
+    ) -> None:
         super().__init__()
         blocks = _radford_blocks(image_shape)
         self.image_shape = tuple(image_shape)

@@ -17,7 +17,12 @@ from typing import Any
 from ganforge.eval import metric_rows
 from ganforge.eval.scoring import NEAREST_GRID
 from ganforge.files import atomic_write_text, read_json
-from ganforge.report.plots import plot_class_histogram, plot_fid, plot_fid_against_time
+from ganforge.report.plots import (
+    plot_augmentation_probability,
+    plot_class_histogram,
+    plot_fid,
+    plot_fid_against_time,
+)
 from ganforge.steplog import read_step_log
 
 PAGE = """<!DOCTYPE html>
@@ -124,6 +129,13 @@ def build_report(run_dir: Path) -> Path:
     curves = run_dir / "loss_curve.png"
     if curves.is_file():
         sections.append(f"<section><h2>Losses</h2>{_img(curves, 'loss curves', 'plot')}</section>")
+    if plot_augmentation_probability(records, plots / "ada_p.png"):
+        drawn = _img(plots / "ada_p.png", "ADA's augmentation probability", "plot")
+        sections.append(
+            "<section><h2>ADA's augmentation probability p</h2><p class='muted'>p rises while "
+            "D is surer of real images than the target r_t allows (it is overfitting), and "
+            f"falls otherwise.</p>{drawn}</section>"
+        )
     if plot_fid(records, plots / "fid_curve.png"):
         fid = _img(plots / "fid_curve.png", "FID during training", "plot")
         sections.append(f"<section><h2>FID during training</h2>{fid}</section>")

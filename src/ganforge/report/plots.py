@@ -67,6 +67,25 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=100)
 
 
+def plot_augmentation_probability(records: list[dict[str, Any]], path: Path) -> bool:
+    """ADA's p and its overfitting heuristic r_t against the iteration; False when the run
+    used no ADA."""
+    points = [r for r in records if "ada_p" in r]
+    if not points:
+        return False
+    fig = _figure(8, 3.4)
+    p_ax, r_ax = fig.subplots(1, 2)
+    steps = [r["step"] for r in points]
+    p_ax.plot(steps, [r["ada_p"] for r in points], color="tab:green")
+    p_ax.set(xlabel="iteration", title="augmentation probability p", ylim=(0, 1))
+    window = max(1, len(points) // 50)
+    r_ax.plot(steps, _smooth([r["ada_r"] for r in points], window), label="r_t")
+    r_ax.set(xlabel="iteration", title="E[sign(D(real))] (moving average)", ylim=(-1, 1))
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return True
+
+
 def plot_fid(records: list[dict[str, Any]], path: Path) -> bool:
     """Plot FID and the classes covered against the iteration; False when the log has none."""
     points = [r for r in records if "fid" in r]

@@ -78,6 +78,9 @@ def iterate_training(
     run's, bit for bit.
     """
     per_epoch = steps_per_epoch(images.shape[0], batch_size, models.config.n_critic)
+    # Schedules run over the epochs: --max-steps and --time-budget end a run early without
+    # changing them, so that a run stopped by either continues as the longer one would have.
+    planned = per_epoch * epochs
     step_fn = step_function(models)
     step = start_step
     for epoch in range(start_step // max(per_epoch, 1), epochs):
@@ -96,15 +99,10 @@ def iterate_training(
                 return
             reals = [preprocess_images(images[index]) for index in indices[i]]
             classes = None if labels is None else [labels[index] for index in indices[i]]
+            models.progress = step / max(planned, 1)  # anneals instance noise
             stats, fake = step_fn(models, reals, noise_generator, classes)
             step += 1
-            # The EMA takes G after its first iteration, then averages it every ema_every-th,
-            # counted from the run's start so that a resumed run averages the same ones (a
-            # run's last iterations after a multiple of ema_every are left out).
-            if models.ema is not None and (
-                step % models.config.ema_every == 0 or not models.ema.n_averaged
-            ):
-                models.update_ema()
+            models.after_step(step)
             end_of_epoch = i == per_epoch - 1
             if end_of_epoch and data_generator is not None:
                 epoch_data_state = data_generator.get_state()  # the next epoch begins here

@@ -21,7 +21,7 @@ from ganforge.config import TrainConfig, image_shape
 from ganforge.console import SILENT, Console
 from ganforge.data import ImageData, load_dataset
 from ganforge.errors import GanforgeError
-from ganforge.eval import ReferenceSet, load_evaluator
+from ganforge.eval import ReferenceSet, reference_set
 from ganforge.nets import import_user_architecture, is_user_architecture
 from ganforge.objectives import OBJECTIVES
 from ganforge.training.checkpoints import ResumePoint, RunState, check_resumable, resume_from
@@ -175,11 +175,9 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
     if not (config.eval_every or config.final_eval_num):
         return None, None
     try:
-        evaluator = load_evaluator(config.dataset)
+        return reference_set(config.dataset, config.data_root, config.train_size), None
     except GanforgeError as exc:
         return None, f"evaluation is off: {exc}"
-    test = load_dataset(config.dataset, "test", data_root=config.data_root)
-    return ReferenceSet(evaluator, test.images, train=None), None
 
 
 def _load_training_data(config: TrainConfig, shard: Shard) -> tuple[TrainConfig, ImageData]:

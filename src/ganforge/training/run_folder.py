@@ -382,6 +382,7 @@ class RunFolder:
                     seed=config.seed,
                     trust_code=True,  # this run's own networks, trusted when it started
                     generator=copy.deepcopy(self.models.generator) if given else None,
+                    reference=self.reference,
                 )
                 save_run_evaluation(run_dir, result)
             facts = {

@@ -12,6 +12,7 @@ is the *partner*: ``models.discriminator`` for a GAN, ``models.encoder`` for a V
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from ganforge.augment import AdaptiveProbability, Augmentation, parse_policy
 from ganforge.checkpoint_file import load_weights
 from ganforge.config import TrainConfig, image_shape
 from ganforge.errors import GanforgeError, first_line
@@ -88,10 +90,20 @@ class TrainedModels:
     g_local: nn.Module = field(init=False, repr=False)
     partner_local: nn.Module = field(init=False, repr=False)
     ema: AveragedModel | None = field(init=False, repr=False)
+    #: The part of the run's epochs done before this iteration, in [0, 1] (the loop sets it;
+    #: instance noise is annealed by it).
+    progress: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         config = self.config
         self.device = next(self.generator.parameters()).device
+        # What D sees: DiffAugment's transforms always, ADA's with its adaptive probability.
+        self.ada = None
+        if config.augment == "ada":
+            self.ada = AdaptiveProbability(config.ada_target, speed_images=config.ada_images)
+        self.augment_policy = (
+            parse_policy(config.augment_policy) if config.augment != "none" else ()
+        )
         # The EMA copy averages G's weights and only samples; see update_ema.
         self.ema = None
         if config.ema:
@@ -100,6 +112,7 @@ class TrainedModels:
             self.ema.module = without_sync_batchnorm(self.ema.module)  # see averaged_generator
             self.ema.eval()
         self._ema_statistics_fit = False  # see averaged_generator
+        self._standing_generator: nn.Module | None = None  # see standing_generator
         self.generator_scaler = grad_scaler(self.device, config.precision)
         self.partner_scaler = grad_scaler(self.device, config.precision)
         # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
@@ -155,7 +168,29 @@ class TrainedModels:
     def autocast(self):
         return autocast(self.device, self.config.precision)
 
+    @property
+    def augmentation(self) -> Augmentation | None:
+        """The augmentation of every image D scores (``None``: D sees the images as they are)."""
+        if not self.augment_policy:
+            return None
+        return Augmentation(self.augment_policy, 1.0 if self.ada is None else self.ada.p)
+
+    @property
+    def instance_noise(self) -> float:
+        """σ of the noise added to D's inputs now: ``instance_noise`` annealed linearly to 0
+        over the run's epochs."""
+        return self.config.instance_noise * max(0.0, 1.0 - self.progress)
+
     # -- the generator's average ---------------------------------------------------------
+
+    def after_step(self, step: int) -> None:
+        """What follows G's update of iteration ``step`` (counted from 1): the EMA takes G
+        after its first iteration, then averages it every ``ema_every``-th, counted from the
+        run's start so that a resumed run averages the same ones (a run's last iterations
+        after a multiple of ``ema_every`` are left out); standing statistics no longer fit."""
+        self._standing_generator = None
+        if self.ema is not None and (step % self.config.ema_every == 0 or not self.ema.n_averaged):
+            self.update_ema()
 
     def update_ema(self) -> None:
         """Average G's weights into the EMA copy, for ``ema_every`` iterations
@@ -181,16 +216,38 @@ class TrainedModels:
 
     @property
     def sampler(self) -> nn.Module:
-        """The generator that draws samples and is scored: the EMA one when there is one."""
+        """The generator that draws samples and is scored: the EMA one when there is one; with
+        ``standing_stats``, a copy of G whose BatchNorm statistics were re-estimated for its
+        final weights (:meth:`standing_generator`); else G itself."""
         averaged = self.averaged_generator()
-        return averaged.module if averaged is not None else self.generator
+        if averaged is not None:
+            return averaged.module
+        return self.standing_generator() or self.generator
+
+    def standing_generator(self) -> nn.Module | None:
+        """With ``standing_stats`` and a BatchNorm generator (no EMA): a copy of G with
+        standing statistics (``None`` otherwise).
+
+        G's running statistics average batches drawn while its weights kept changing, and do
+        not fit its weights of now; ``estimate_batchnorm_statistics`` replaces them with the
+        statistics of these weights, on fixed noise (so a resumed run gets the same ones). The
+        copy is made once after each step that needs it; G itself trains on untouched."""
+        if not (self.config.standing_stats and self.ema is None and _has_batchnorm(self.generator)):
+            return None
+        if self._standing_generator is None:
+            standing = without_sync_batchnorm(copy.deepcopy(self.generator))
+            estimate_batchnorm_statistics(
+                standing, self.config.noise_dim, noise=self.config.noise, device=self.device
+            )
+            self._standing_generator = standing
+        return self._standing_generator
 
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """The trained state, under the checkpoint format's keys (a VAE's encoder is stored as
         ``discriminator``, the partner's slot, so that both kinds share one format)."""
-        ema = self.averaged_generator()
+        ema, standing = self.averaged_generator(), self.standing_generator()
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.partner.state_dict(),
@@ -199,6 +256,8 @@ class TrainedModels:
             "g_scaler": self.generator_scaler.state_dict(),
             "d_scaler": self.partner_scaler.state_dict(),
             **({} if ema is None else {"generator_ema": ema.state_dict()}),
+            **({} if standing is None else {"generator_standing": standing.state_dict()}),
+            **({} if self.ada is None else {"ada": self.ada.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
@@ -213,6 +272,8 @@ class TrainedModels:
             self.partner_scaler.load_state_dict(state.get("d_scaler", {}))
             if self.ema is not None:
                 self.ema.load_state_dict(state["generator_ema"])
+            if self.ada is not None:
+                self.ada.load_state_dict(state["ada"])
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise GanforgeError(
                 f"{source}: its training state cannot be restored ({first_line(exc)})"
@@ -220,20 +281,25 @@ class TrainedModels:
 
 
 def make_optimizer(
-    model: nn.Module, config: TrainConfig | None = None, device: torch.device | None = None
+    model: nn.Module,
+    config: TrainConfig | None = None,
+    device: torch.device | None = None,
+    lr: float | None = None,
 ) -> torch.optim.Optimizer:
     """The config's optimizer for ``model``: Adam(lr, betas) by default (the assignment's is
-    lr 1e-3, betas (0.5, 0.999), :class:`TrainConfig`'s defaults), or RMSprop(lr).
+    lr 1e-3, betas (0.5, 0.999), :class:`TrainConfig`'s defaults), or RMSprop(lr); ``lr``, when
+    given, instead of the config's (one network's own rate: ``lr_g``, ``lr_d``).
 
     Adam is fused where the device supports it: all parameters updated in one kernel, the same
     update rule rounded differently, faster than PyTorch's per-parameter loop on the CPU.
     """
     config = config or TrainConfig()
+    lr = config.lr if lr is None else lr
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=config.lr)
+        return torch.optim.RMSprop(model.parameters(), lr=lr)
     fused = device is not None and fused_adam_supported(device)
     betas = (config.beta1, config.beta2)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas, fused=fused or None)
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=fused or None)
 
 
 def build_trained_models(
@@ -258,6 +324,8 @@ def build_trained_models(
             config.num_classes,
             image_shape(config),
             trust_code=True,
+            g_width=config.g_width,
+            d_width=config.d_width,
         )
     except ValueError as exc:  # a user's module that does not keep the contract
         raise GanforgeError(str(exc)) from None
@@ -275,8 +343,8 @@ def build_trained_models(
         config,
         generator,
         partner,
-        make_optimizer(generator, config, device),
-        make_optimizer(partner, config, device),
+        make_optimizer(generator, config, device, config.lr_g),
+        make_optimizer(partner, config, device, config.lr_d),
         None if vae else OBJECTIVES[config.loss],
         shard=shard,
     )

@@ -23,7 +23,7 @@ from ganforge.objectives import elbo, gradient_penalty, r1_penalty, reparameteri
 from ganforge.training.distributed import mean_over_ranks
 from ganforge.training.state import TrainedModels
 
-STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty")
+STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty", "ada_r")
 VAE_STAT_NAMES = ("loss", "reconstruction", "kl")
 
 
@@ -134,6 +134,69 @@ def _class_loss(logits: torch.Tensor | None, labels: torch.Tensor | None) -> tor
     return 0.0 if logits is None else F.cross_entropy(_full_precision(logits), labels)
 
 
+def _drawer(models: TrainedModels, local_n: int, noise_generator: torch.Generator | None):
+    """``draw(make)``: this process's part of ``make(global_n, generator)``, a draw for the
+    whole global batch of which this process holds ``local_n`` images."""
+    global_n = local_n * models.shard.world_size
+    return lambda make: _global_draw(models, make, global_n, noise_generator)
+
+
+def _as_d_sees(
+    models: TrainedModels, images: torch.Tensor, noise_generator: torch.Generator | None
+) -> torch.Tensor:
+    """``images`` as D sees them: augmented (``--augment``) and with instance noise
+    (``--instance-noise``), both differentiable, so that G's gradient flows through them."""
+    augmentation, sigma = models.augmentation, models.instance_noise
+    if augmentation is None and not sigma:
+        return images
+    draw = _drawer(models, images.shape[0], noise_generator)
+    if augmentation is not None:
+        images = augmentation(images, draw)
+    if sigma:
+        shape, device, dtype = images.shape[1:], images.device, images.dtype
+        noise = draw(lambda n, g: torch.randn(n, *shape, generator=g, device=device, dtype=dtype))
+        images = images + sigma * noise
+    return images
+
+
+def _mirrored(
+    models: TrainedModels, images: torch.Tensor, noise_generator: torch.Generator | None
+) -> torch.Tensor:
+    """``--xflip``: each training image mirrored left to right with probability 1/2."""
+    if not models.config.xflip:
+        return images
+    draw = _drawer(models, images.shape[0], noise_generator)
+    flip = draw(lambda n, g: torch.rand(n, generator=g, device=images.device) < 0.5)
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def _d_targets(
+    models: TrainedModels, local_n: int, device: torch.device, g: torch.Generator | None
+) -> tuple[float | torch.Tensor, float | torch.Tensor] | None:
+    """D's labels for real and fake images when the config changes them (``None`` otherwise):
+    ``real_label`` for real (one-sided smoothing), and with ``flip_labels`` each image's label
+    swapped with that probability."""
+    config = models.config
+    if config.real_label == 1.0 and not config.flip_labels:
+        return None
+    real_target: float | torch.Tensor = config.real_label
+    fake_target: float | torch.Tensor = 0.0
+    if config.flip_labels:
+        draw = _drawer(models, local_n, g)
+
+        def flips() -> torch.Tensor:
+            return draw(lambda n, gen: torch.rand(n, generator=gen, device=device)) < (
+                config.flip_labels
+            )
+
+        real_flipped, fake_flipped = flips(), flips()
+        zero = torch.zeros((), device=device)
+        label = torch.full((), config.real_label, device=device)
+        real_target = torch.where(real_flipped, zero, label)
+        fake_target = torch.where(fake_flipped, label, zero)
+    return real_target, fake_target
+
+
 def _discriminator_update(
     models: TrainedModels,
     real: torch.Tensor,
@@ -147,19 +210,23 @@ def _discriminator_update(
     models.partner_optimizer.zero_grad(set_to_none=True)
     with torch.no_grad(), models.autocast():
         fake = _generate(models.g_local, noise, fake_labels)
+    real = _as_d_sees(models, real, noise_generator)
+    fake = _as_d_sees(models, fake.to(real.dtype), noise_generator)
     with models.autocast():
         if models.joint_d_pass:
             labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
-            scores, logits = _discriminate(
-                models.partner_synced, torch.cat([real, fake.to(real.dtype)]), labels
-            )
+            scores, logits = _discriminate(models.partner_synced, torch.cat([real, fake]), labels)
             scores_real, scores_fake = scores[:local_batch], scores[local_batch:]
             logits_real = None if logits is None else logits[:local_batch]
         else:
             scores_real, logits_real = _discriminate(models.partner_synced, real, real_labels)
             scores_fake, _ = _discriminate(models.partner_synced, fake, fake_labels)
     scores_real, scores_fake = _full_precision(scores_real), _full_precision(scores_fake)
-    loss = models.objective.discriminator_loss(scores_real, scores_fake)
+    targets = _d_targets(models, local_batch, real.device, noise_generator)
+    if targets is None:
+        loss = models.objective.discriminator_loss(scores_real, scores_fake)
+    else:
+        loss = models.objective.discriminator_loss(scores_real, scores_fake, *targets)
     # AC-GAN's classifier learns from real images only. Odena et al. also train it to name the
     # class G was asked for on fakes, but then G and D agree on whatever fakes D finds easy to
     # classify: on MNIST that gave one image per class (conditional accuracy 0.10).
@@ -169,9 +236,12 @@ def _discriminator_update(
         "d_real": models.objective.score_summary(scores_real.detach()),
         "d_fake": models.objective.score_summary(scores_fake.detach()),
     }
+    if models.ada is not None:  # ADA's overfitting heuristic, r_t = E[sign(D(x_real))]
+        logged["ada_r"] = torch.sign(scores_real.detach() - models.objective.real_side).mean()
 
     # Penalties differentiate D's input gradient: the plain module, in full precision (neither
-    # torch.compile nor DDP takes a double backward).
+    # torch.compile nor DDP takes a double backward). They are taken at the images D saw, as
+    # augmented: the gradient D is kept smooth at is the one its inputs meet.
     def critic(images: torch.Tensor) -> torch.Tensor:
         return _discriminate(models.partner, images, real_labels)[0]
 
@@ -183,9 +253,7 @@ def _discriminator_update(
             local_batch * models.shard.world_size,
             noise_generator,
         )
-        penalty = penalty + models.config.gp_weight * gradient_penalty(
-            critic, real, fake.to(real.dtype), mix
-        )
+        penalty = penalty + models.config.gp_weight * gradient_penalty(critic, real, fake, mix)
     if models.config.r1_gamma:
         penalty = penalty + models.config.r1_gamma / 2 * r1_penalty(critic, real)
     if models.config.gp_weight or models.config.r1_gamma:
@@ -229,17 +297,21 @@ def gan_step(
         label_batches = [None] * len(reals)
     else:
         label_batches = [labels] if isinstance(labels, torch.Tensor) else list(labels)
-    skipped = 0
+    skipped, ada_r = 0, []
     for batch, batch_labels in zip(reals, label_batches, strict=True):
+        batch = _mirrored(models, batch, noise_generator)
         logged, updated = _discriminator_update(models, batch, batch_labels, noise_generator)
         skipped += not updated
+        if models.ada is not None:
+            ada_r.append(logged.pop("ada_r"))
 
     noise, fake_labels = _fake_inputs(models, reals[-1], noise_generator)
     models.generator_optimizer.zero_grad(set_to_none=True)
     with _frozen(models.partner):  # D's weight gradients would go unused
         with models.autocast():
             fake = _generate(models.g_synced, noise, fake_labels)
-            scores_g, logits_g = _discriminate(models.partner_local, fake, fake_labels)
+            seen = _as_d_sees(models, fake, noise_generator)
+            scores_g, logits_g = _discriminate(models.partner_local, seen, fake_labels)
         g_loss = models.objective.generator_loss(_full_precision(scores_g))
         g_loss = g_loss + _class_loss(logits_g, fake_labels)
         skipped += not _backward_and_update(
@@ -247,10 +319,15 @@ def gan_step(
         )
 
     logged["g_loss"] = g_loss.detach()
+    if models.ada is not None:
+        logged["ada_r"] = torch.stack(ada_r).mean()
     names = [name for name in STAT_NAMES if name in logged]
-    stats = torch.stack([logged[name] for name in names])
+    stats = torch.stack([logged[name].float() for name in names])
     stats = mean_over_ranks(stats, models.shard).tolist()  # one device sync per step
     stats = dict(zip(names, stats, strict=True))
+    if models.ada is not None:
+        stats["ada_p"] = models.ada.p  # the p this step augmented with
+        models.ada.observe(stats["ada_r"], reals[-1].shape[0] * models.shard.world_size)
     if models.skip_nonfinite:
         stats["skipped_updates"] = skipped
     return stats, _full_precision(fake.detach())
@@ -271,6 +348,7 @@ def vae_step(
     ``models.skip_nonfinite``); and the reconstructions ``(n, C, H, W)``, detached.
     """
     (real,) = [real] if isinstance(real, torch.Tensor) else list(real)
+    real = _mirrored(models, real, noise_generator)
     encoder = models.encoder
     standard_normal = _global_draw(
         models,
