@@ -1,4 +1,5 @@
-"""Milliseconds per training iteration of the dcgan networks at several widths and batch sizes.
+"""Milliseconds per training iteration of the dcgan networks at several widths and batch sizes,
+and with the augmentations of ``--augment``.
 
 Not a test. One process, the real MNIST training images, ``iterate_training`` as ``ganforge
 train`` runs it (no side work): 8 iterations of warm-up, then the mean of 40::
@@ -16,25 +17,26 @@ from ganforge.config import build_config
 from ganforge.data import load_dataset
 from ganforge.training import build_trained_models, iterate_training
 
-SETTINGS = [  # (g_width, d_width, batch_size)
-    (1.0, 1.0, 128),
-    (0.5, 0.5, 128),
-    (0.75, 0.5, 128),
-    (0.5, 0.5, 64),
-    (0.5, 1.0, 128),
-    (1.0, 0.5, 128),
+SETTINGS = [  # (g_width, d_width, batch_size, augment)
+    (1.0, 1.0, 128, "none"),
+    (0.5, 0.5, 128, "none"),
+    (0.75, 0.5, 128, "none"),
+    (0.5, 0.5, 64, "none"),
+    (0.5, 1.0, 128, "none"),
+    (1.0, 0.5, 128, "none"),
+    (1.0, 1.0, 128, "diffaugment"),
+    (0.5, 0.5, 128, "diffaugment"),
 ]
 WARM_UP, MEASURED = 8, 40
 
 
 def main() -> None:
     images = load_dataset("mnist", "train").images
-    print("| g_width | d_width | batch | ms per iteration |")
-    print("|---|---|---|---|")
-    for g_width, d_width, batch in SETTINGS:
-        config = build_config(
-            "dcgan", overrides={"g_width": g_width, "d_width": d_width, "batch_size": batch}
-        )
+    print("| g_width | d_width | batch | augment | ms per iteration |")
+    print("|---|---|---|---|---|")
+    for g_width, d_width, batch, augment in SETTINGS:
+        overrides = {"g_width": g_width, "d_width": d_width, "batch_size": batch}
+        config = build_config("dcgan", overrides={**overrides, "augment": augment})
         torch.manual_seed(0)
         models = build_trained_models(config, torch.device("cpu"))
         iterations = iterate_training(
@@ -51,7 +53,7 @@ def main() -> None:
         start = time.perf_counter()
         count = sum(1 for _ in iterations)
         milliseconds = (time.perf_counter() - start) / count * 1000
-        print(f"| {g_width} | {d_width} | {batch} | {milliseconds:.1f} |")
+        print(f"| {g_width} | {d_width} | {batch} | {augment} | {milliseconds:.1f} |")
 
 
 if __name__ == "__main__":

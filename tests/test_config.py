@@ -59,7 +59,7 @@ BEYOND = {
     "acgan": {"loss": "gan", "conditioning": "acgan", "num_classes": 0, "lr": 2e-4},
     "vae": {"loss": "elbo", "likelihood": "bernoulli", "noise": "normal", "beta1": 0.9},
     "dcgan-ema": {"loss": "gan", "ema": 0.999, "lr": 1e-3, "batch_size": 128},
-    "fast": {"loss": "gan", "g_width": 0.5, "d_width": 0.5, "lr": 2e-3, "ema": 0.995},
+    "fast": {"loss": "gan", "g_width": 0.5, "d_width": 0.5, "lr": 3e-3, "ema": 0.995},
 }  # fmt: skip
 
 

@@ -325,3 +325,47 @@ def test_evaluator_net_shapes():
     net = EvaluatorNet()
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert net.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).shape == (2, 128)
+
+
+def test_the_reference_set_embeds_each_image_set_once_and_caches_the_training_side(tmp_path):
+    """Scores from features computed once equal scores from the images; the training images'
+    features and the test side of the memorisation ratio are kept on disk and reused."""
+    from ganforge.data.datasets import load_dataset
+    from ganforge.eval import metrics
+
+    evaluator = load_evaluator("mnist")
+    train = load_dataset("mnist", "train").images
+    test = load_dataset("mnist", "test").images
+    cache = tmp_path / "eval-cache"
+    first = metrics.ReferenceSet(evaluator, test, train, cache_dir=cache)
+    samples = train[:60]
+    scores = metrics.all_scores(first, samples, prdc_num=50)
+    assert sorted(p.name.split("-v")[0] for p in cache.iterdir()) == [
+        "test-nn-median",
+        "train-features",
+    ]
+    # FID as torchmetrics computes it from the images through the evaluator's feature layer.
+    by_images = metrics.frechet_metric()
+    for chunk in test.split(metrics.CHUNK):
+        by_images.update(evaluator.net.features(chunk).detach(), real=True)
+    by_images.update(evaluator.net.features(samples).detach(), real=False)
+    assert scores["fid"] == pytest.approx(by_images.compute().item(), rel=1e-5)
+
+    calls = []
+    embed = evaluator.embed
+
+    def counting_embed(images, *args, **kwargs):
+        calls.append(images.shape[0])
+        return embed(images, *args, **kwargs)
+
+    evaluator.embed = counting_embed
+    again = metrics.ReferenceSet(evaluator, test, train, cache_dir=cache)
+    assert torch.equal(again.train_features, first.train_features)
+    assert calls == [test.shape[0]]  # the test images only: the training side came from disk
+    assert metrics.all_scores(again, samples, prdc_num=50) == scores
+
+
+def test_summary_times_the_final_evaluation(evaluated_run):
+    summary = json.loads((evaluated_run / "summary.json").read_text())
+    assert summary["final_evaluation_s"] > 0
+    assert summary["train_time_s"] <= summary["wall_time_s"]

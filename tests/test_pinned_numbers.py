@@ -4,8 +4,11 @@
 ``[-1, 1]``) of a 3-iteration run on the tiny synthetic MNIST of ``conftest.py``, as the code
 of commit 7f21795 (before the training core's redesign) trained and sampled them;
 ``fixtures/README.md`` gives the script that made them. The same code on the same CPU gives the
-same bits; another CPU rounds its sums differently, by about 1e-6 here, while any change to
-what a step computes or draws moves the images by 1e-2 or more: hence the tolerance of 1e-3.
+same bits. Another CPU rounds its sums differently, and Adam (which divides each gradient by its
+own size) turns a rounding in a near-zero gradient into a full step: on an AMD EPYC Zen 4
+(AVX-512) the convolutional presets land up to 2.5e-3 from the pinned images, the MLPs within
+1e-6. A change to what a step computes moves them much further: a learning rate of 2.1e-4
+instead of 2e-4 moves dcgan-ema's by 0.77 and wgan-gp's by 0.058. Hence the tolerance of 1e-2.
 
 ``fixtures/checkpoint-7f21795-step2.pt`` is a checkpoint written by 7f21795 (small radford
 networks with an EMA, RMSprop, iteration 2 of 4): it must load, sample and resume.
@@ -30,7 +33,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PINNED = np.load(FIXTURES / "pinned_samples.npz")
 OLD_CHECKPOINT = FIXTURES / "checkpoint-7f21795-step2.pt"
 OLD_SAMPLES = np.load(FIXTURES / "checkpoint-7f21795-samples.npz")
-TOLERANCE = 1e-3
+TOLERANCE = 1e-2
 
 
 def pinned_samples(run: Path) -> np.ndarray:

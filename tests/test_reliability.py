@@ -77,6 +77,7 @@ def logged_steps(run: Path) -> list[dict]:
         ("dcgan-ema", 320, 6, 12, ()),  # the generator's EMA
         ("cgan", 320, 6, 12, ()),  # labels of real images, and of fakes drawn with the noise
         ("vae", 320, 6, 12, ()),  # the reparameterisation's normal draws
+        ("dcgan", 320, 6, 12, ("--standing-stats",)),  # re-estimated for each checkpoint
         # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
         ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
         # every GAN hack at once: augmentation, label draws, annealed noise, two rates

@@ -14,7 +14,10 @@ from conftest import tiny_train
 from ganforge.augment import AdaptiveProbability, Augmentation, cutout_mask, parse_policy, translate
 from ganforge.config import build_config
 from ganforge.errors import GanforgeError
-from ganforge.objectives import gan_discriminator_loss, lsgan_discriminator_loss
+from ganforge.objectives import (
+    gan_labelled_discriminator_loss,
+    lsgan_labelled_discriminator_loss,
+)
 from ganforge.steplog import read_step_log
 from ganforge.training import build_trained_models
 
@@ -113,13 +116,13 @@ def test_ada_moves_p_toward_the_target_every_interval_and_round_trips():
 
 def test_label_targets_match_binary_cross_entropy_and_least_squares_by_hand():
     real, fake = torch.randn(5, 1), torch.randn(5, 1)
-    smoothed = gan_discriminator_loss(real, fake, 0.9)
+    smoothed = gan_labelled_discriminator_loss(real, fake, 0.9, 0.0)
     by_hand = F.binary_cross_entropy_with_logits(real.flatten(), torch.full((5,), 0.9))
     by_hand = by_hand + F.binary_cross_entropy_with_logits(fake.flatten(), torch.zeros(5))
     assert smoothed.item() == pytest.approx(by_hand.item())
     flipped_real = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])
     flipped_fake = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
-    ls = lsgan_discriminator_loss(real, fake, flipped_real, flipped_fake)
+    ls = lsgan_labelled_discriminator_loss(real, fake, flipped_real, flipped_fake)
     expected = 0.5 * ((real.flatten() - flipped_real) ** 2).mean()
     expected = expected + 0.5 * ((fake.flatten() - flipped_fake) ** 2).mean()
     assert ls.item() == pytest.approx(expected.item())

@@ -37,14 +37,16 @@ def bce_with_logits(logits: torch.Tensor, target: Target) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, _targets(logits, target))
 
 
-def gan_discriminator_loss(
-    logits_real: torch.Tensor,
-    logits_fake: torch.Tensor,
-    real_target: Target = 1.0,
-    fake_target: Target = 0.0,
+def gan_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """``mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)`` (Goodfellow et al. 2014)."""
+    return gan_labelled_discriminator_loss(logits_real, logits_fake, 1.0, 0.0)
+
+
+def gan_labelled_discriminator_loss(
+    logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: Target, fake_target: Target
 ) -> torch.Tensor:
-    """``mean BCE(D(x), 1) + mean BCE(D(G(z)), 0)`` (Goodfellow et al. 2014); other targets
-    give one-sided label smoothing (``real_target`` 0.9) and flipped labels (per image)."""
+    """``mean BCE(D(x), real_target) + mean BCE(D(G(z)), fake_target)``: one-sided label
+    smoothing (``real_target`` 0.9) and flipped labels (per image ``(N,)`` targets)."""
     return bce_with_logits(logits_real, real_target) + bce_with_logits(logits_fake, fake_target)
 
 
@@ -53,14 +55,16 @@ def gan_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return bce_with_logits(logits_fake, 1.0)
 
 
-def lsgan_discriminator_loss(
-    scores_real: torch.Tensor,
-    scores_fake: torch.Tensor,
-    real_target: Target = 1.0,
-    fake_target: Target = 0.0,
-) -> torch.Tensor:
+def lsgan_discriminator_loss(scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
     """``0.5 · mean((D(x) − 1)²) + 0.5 · mean(D(G(z))²)`` (Mao et al. 2017, eq. 9: ``b`` = 1,
-    ``a`` = 0, the targets here)."""
+    ``a`` = 0)."""
+    return lsgan_labelled_discriminator_loss(scores_real, scores_fake, 1.0, 0.0)
+
+
+def lsgan_labelled_discriminator_loss(
+    scores_real: torch.Tensor, scores_fake: torch.Tensor, real_target: Target, fake_target: Target
+) -> torch.Tensor:
+    """``0.5 · mean((D(x) − real_target)²) + 0.5 · mean((D(G(z)) − fake_target)²)``."""
     real, fake = _flat(scores_real), _flat(scores_fake)
     return (
         0.5 * (real - _targets(real, real_target)).square().mean()
@@ -125,18 +129,18 @@ class Objective:
     probability of "real" for BCE, the mean raw score otherwise. ``d_wins_below``: the logged
     D(G(z)) under which D is winning outright (``None`` where scores are unbounded, as a
     Wasserstein critic's or a hinge discriminator's are). ``real_side``: the raw score above
-    which D calls an image real (ADA counts the signs about it). ``labelled``: whether D is a
-    classifier of real against fake whose labels can be changed (its loss takes
-    ``real_target`` and ``fake_target``).
+    which D calls an image real (ADA counts the signs about it). ``labelled_discriminator_loss``:
+    for a D that classifies real against fake with labels that can be changed, its loss with
+    ``(scores_real, scores_fake, real_target, fake_target)`` (``None`` for the others).
     """
 
     name: str
-    discriminator_loss: Callable[..., torch.Tensor]
+    discriminator_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     generator_loss: Callable[[torch.Tensor], torch.Tensor]
     score_summary: Callable[[torch.Tensor], torch.Tensor]
     d_wins_below: float | None = 0.01
     real_side: float = 0.0
-    labelled: bool = False
+    labelled_discriminator_loss: Callable[..., torch.Tensor] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -145,7 +149,7 @@ OBJECTIVES: dict[str, Objective] = {
         gan_discriminator_loss,
         gan_generator_loss,
         lambda scores: torch.sigmoid(scores).mean(),
-        labelled=True,
+        labelled_discriminator_loss=gan_labelled_discriminator_loss,
     ),
     "lsgan": Objective(
         "lsgan",
@@ -153,7 +157,7 @@ OBJECTIVES: dict[str, Objective] = {
         lsgan_generator_loss,
         lambda scores: scores.mean(),
         real_side=0.5,  # halfway between the targets 0 (fake) and 1 (real)
-        labelled=True,
+        labelled_discriminator_loss=lsgan_labelled_discriminator_loss,
     ),
     "wgan": Objective(
         "wgan",
@@ -173,7 +177,9 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 #: The objectives whose discriminator classifies real against fake with labels.
-LABELLED_LOSSES = tuple(name for name, objective in OBJECTIVES.items() if objective.labelled)
+LABELLED_LOSSES = tuple(
+    name for name, objective in OBJECTIVES.items() if objective.labelled_discriminator_loss
+)
 
 #: The ``loss`` that trains a VAE instead of a GAN.
 VAE_LOSS = "elbo"

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -373,8 +374,10 @@ class RunFolder:
                 run_dir / "loss_curve.png",
                 title=f"{config.preset} ({config.loss}, {config.architecture})",
             )
+            evaluation_s = None
             if self.reference is not None and config.final_eval_num:
                 # What `ganforge eval` would score: the checkpoint's generator, read back.
+                evaluation_started = time.perf_counter()
                 given = config.architecture == GIVEN_NETWORKS
                 result = score_run(
                     run_dir,
@@ -385,11 +388,13 @@ class RunFolder:
                     reference=self.reference,
                 )
                 save_run_evaluation(run_dir, result)
+                evaluation_s = round(time.perf_counter() - evaluation_started, 2)
             facts = {
                 "steps": summary.steps,
                 "epochs_completed": summary.epochs_completed,
                 "wall_time_s": round(wall, 2),
                 "train_time_s": round(busy, 2),
+                "final_evaluation_s": evaluation_s,
                 "stopped_by": self.stopped_by,
                 "images_per_s": round(summary.images_per_s, 1),
                 "device": str(self.device),

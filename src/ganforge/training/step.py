@@ -226,7 +226,7 @@ def _discriminator_update(
     if targets is None:
         loss = models.objective.discriminator_loss(scores_real, scores_fake)
     else:
-        loss = models.objective.discriminator_loss(scores_real, scores_fake, *targets)
+        loss = models.objective.labelled_discriminator_loss(scores_real, scores_fake, *targets)
     # AC-GAN's classifier learns from real images only. Odena et al. also train it to name the
     # class G was asked for on fakes, but then G and D agree on whatever fakes D finds easy to
     # classify: on MNIST that gave one image per class (conditional accuracy 0.10).
@@ -322,7 +322,7 @@ def gan_step(
     if models.ada is not None:
         logged["ada_r"] = torch.stack(ada_r).mean()
     names = [name for name in STAT_NAMES if name in logged]
-    stats = torch.stack([logged[name].float() for name in names])
+    stats = torch.stack([logged[name] for name in names])
     stats = mean_over_ranks(stats, models.shard).tolist()  # one device sync per step
     stats = dict(zip(names, stats, strict=True))
     if models.ada is not None:
