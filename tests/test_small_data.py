@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from conftest import tiny_train
 from ganforge.augment import AdaptiveProbability, Augmentation, cutout_mask, parse_policy, translate
 from ganforge.config import build_config
+from ganforge.data import ImageData, load_dataset
 from ganforge.errors import GanforgeError
+from ganforge.eval.scoring import reference_set
 from ganforge.objectives import (
     gan_labelled_discriminator_loss,
     lsgan_labelled_discriminator_loss,
@@ -193,3 +195,44 @@ def test_xflip_trains_on_a_folder_of_images(tmp_path, image_folder):
     run = tmp_path / "flip"
     flags = ["--preset", "gan", "--dataset", f"folder:{image_folder}", "--max-steps", "2"]
     assert tiny_train(run, *flags, "--xflip", "--batch-size", "4", "--final-eval-num", "0") == 0
+
+
+def test_a_balanced_subset_takes_the_first_images_of_each_class_in_file_order():
+    everything = load_dataset("mnist", "train")
+    for n in (20, 23):
+        subset = load_dataset("mnist", "train", train_size=n, train_subset="balanced")
+        counts = torch.bincount(subset.labels, minlength=10).tolist()
+        assert counts == [n // 10 + (label < n % 10) for label in range(10)]
+        expected = (
+            torch.cat(
+                [torch.nonzero(everything.labels == k).flatten()[: counts[k]] for k in range(10)]
+            )
+            .sort()
+            .values
+        )  # the first of each class, kept in file order
+        assert torch.equal(subset.images, everything.images[expected])
+    first = load_dataset("mnist", "train", train_size=20)
+    assert torch.equal(first.images, everything.images[:20])  # the default cut is unchanged
+
+
+def test_a_balanced_subset_a_class_cannot_fill_is_refused_in_one_line(tmp_path, capsys):
+    images = torch.zeros(5, 1, 28, 28, dtype=torch.uint8)
+    data = ImageData("few", images, torch.tensor([0, 0, 0, 1, 0]), ["a", "b"])
+    assert data.balanced(2).labels.tolist() == [0, 1]
+    assert data.balanced(9) is data  # no more images than asked for: all of them
+    with pytest.raises(GanforgeError, match="needs 2 of class 'b'; it has 1"):
+        data.balanced(4)
+    flags = ["--preset", "gan", "--max-steps", "2", "--train-subset", "even"]
+    assert tiny_train(tmp_path / "run", *flags) == 2
+    assert "train_subset" in capsys.readouterr().err
+
+
+def test_a_balanced_run_trains_and_scores_against_its_own_training_images(tmp_path):
+    run = tmp_path / "balanced"
+    flags = ["--preset", "dcgan", "--train-size", "100", "--train-subset", "balanced"]
+    assert tiny_train(run, *flags, "--max-steps", "3", "--final-eval-num", "64") == 0
+    assert json.loads((run / "config.json").read_text())["train_subset"] == "balanced"
+    assert json.loads((run / "eval.json").read_text())["samples"]["memorisation_ratio"] > 0
+    balanced = load_dataset("mnist", "train", train_size=100, train_subset="balanced")
+    reference = reference_set("mnist", train_size=100, train_subset="balanced")
+    assert torch.equal(reference.train_images, balanced.images)

@@ -33,6 +33,8 @@ FLAG_HELP = {
     "data_root": "where datasets live (default: $GANFORGE_DATA, else ~/.cache/ganforge)",
     "download": "allow downloading from the original dataset mirrors",
     "train_size": "train on at most this many images (mnist default: the assignment's 50000)",
+    "train_subset": "which --train-size images: first (the first N, the assignment's cut) or "
+    "balanced (the first N/K of each of the K classes)",
     "epochs": "passes over the training images",
     "max_steps": "stop after this many iterations",
     "time_budget": "stop once this many seconds of training steps are spent (grids, evaluations "

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ganforge.augment import AUGMENTS, parse_policy
-from ganforge.data import check_dataset_name, native_image_shape
+from ganforge.data import TRAIN_SUBSETS, check_dataset_name, native_image_shape
 from ganforge.errors import GanforgeError
 from ganforge.nets import (
     ARCHITECTURES,
@@ -82,6 +82,7 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = False  # allow downloads from the original dataset mirrors
     train_size: int | None = None  # None: 50,000 for mnist (the assignment's split), else all
+    train_subset: str = "first"  # first: the first train_size images; balanced: even over classes
     epochs: int = 10
     max_steps: int | None = None  # stop after this many iterations, whatever the epochs say
     time_budget: float = 0.0  # stop after this many seconds of training steps (0: no budget)
@@ -308,6 +309,7 @@ def validate(config: TrainConfig, check_files: bool = True) -> None:
     choice("precision", PRECISIONS)
     choice("optimizer", OPTIMIZERS)
     choice("conditioning", tuple(CONDITIONINGS))
+    choice("train_subset", TRAIN_SUBSETS)
     integer("num_classes", 0)
     if isinstance(config.dataset, str):
         try:

@@ -7,6 +7,7 @@ This package imports neither :mod:`ganforge.training` nor :mod:`ganforge.eval`.
 
 from ganforge.data.datasets import (
     DATASETS,
+    TRAIN_SUBSETS,
     ImageData,
     check_dataset_name,
     ensure_fashion_mnist,
@@ -22,6 +23,7 @@ from ganforge.data.datasets import (
 
 __all__ = [
     "DATASETS",
+    "TRAIN_SUBSETS",
     "ImageData",
     "check_dataset_name",
     "ensure_fashion_mnist",

@@ -42,6 +42,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 #: The assignment trains on the first 50,000 MNIST images and validates on the next 5,000.
 DEFAULT_TRAIN_SIZE = {"mnist": 50_000}
 VALIDATION_SIZE = 5_000
+#: How ``train_size`` images are chosen: the first N (the assignment's cut), or the first N/K of
+#: each of the K classes (class-balanced, for few-shot runs).
+TRAIN_SUBSETS = ("first", "balanced")
 
 
 @dataclass
@@ -62,6 +65,26 @@ class ImageData:
 
     def subset(self, start: int, stop: int) -> ImageData:
         return ImageData(self.name, self.images[start:stop], self.labels[start:stop], self.classes)
+
+    def balanced(self, n: int) -> ImageData:
+        """``n`` images, as even over the classes as ``n`` allows: the first ``n // K`` images of
+        each of the K classes in file order, one more for each of the first ``n % K`` classes
+        (by label), kept in file order. With no more than ``n`` images, all of them."""
+        if n >= len(self):
+            return self
+        num_classes = len(self.classes) or 1
+        keep = torch.zeros(len(self), dtype=torch.bool)
+        for label in range(num_classes):
+            want = n // num_classes + (label < n % num_classes)
+            (indices,) = torch.nonzero(self.labels == label, as_tuple=True)
+            if len(indices) < want:
+                name = self.classes[label] if self.classes else label
+                raise GanforgeError(
+                    f"a balanced subset of {n} {self.name} images needs {want} of class "
+                    f"{name!r}; it has {len(indices)}"
+                )
+            keep[indices[:want]] = True
+        return ImageData(self.name, self.images[keep], self.labels[keep], self.classes)
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -344,6 +367,7 @@ def load_dataset(
     data_root: str | os.PathLike | None = None,
     download: bool = False,
     train_size: int | None = None,
+    train_subset: str = "first",
     image_shape: tuple[int, int, int] = (1, 28, 28),
 ) -> ImageData:
     """Load a dataset split into memory.
@@ -351,8 +375,10 @@ def load_dataset(
     ``split`` is ``train``, ``val`` or ``test``. For ``train`` and ``val``, the training images are
     cut as the assignment does: the first ``train_size`` images train (default: 50,000 for
     ``mnist``, all for others, so ``cifar10`` trains on its 50,000 and validates on none unless
-    ``train_size`` is smaller) and the next 5,000 validate. ``folder:`` datasets have a single
-    split that serves as ``train``.
+    ``train_size`` is smaller) and the next 5,000 validate. With ``train_subset="balanced"`` the
+    ``train_size`` images are drawn evenly over the classes from the default training images
+    (:meth:`ImageData.balanced`), and the 5,000 after those validate. ``folder:`` datasets have
+    a single split that serves as ``train``.
 
     Images come as uint8 ``image_shape`` ``(C, H, W)``: resized (and centre-cropped to keep the
     aspect ratio) when the dataset's differ, and for ``cifar10`` and folders converted to
@@ -362,9 +388,14 @@ def load_dataset(
     check_dataset_name(name)
     if split not in ("train", "val", "test"):
         raise GanforgeError(f"unknown split {split!r}; choose train, val or test")
+    if train_subset not in TRAIN_SUBSETS:
+        raise GanforgeError(f"unknown train_subset {train_subset!r}; choose first or balanced")
+    balanced = train_subset == "balanced" and train_size is not None
     channels, height, width = image_shape
     if name.startswith("folder:"):
         data = load_image_folder(Path(name[len("folder:") :]).expanduser(), image_shape)
+        if balanced and train_size < len(data):
+            return data.balanced(train_size)
         return data.subset(0, train_size or len(data))
 
     root = resolve_data_root(data_root)
@@ -395,8 +426,13 @@ def load_dataset(
         )
     if split != "test":
         n_train = min(train_size or DEFAULT_TRAIN_SIZE.get(name, len(data)), len(data))
-        start, stop = (0, n_train) if split == "train" else (n_train, n_train + VALIDATION_SIZE)
-        data = data.subset(start, stop)
+        if balanced:  # drawn from the default training images (or more, if asked for more)
+            pool = max(n_train, DEFAULT_TRAIN_SIZE.get(name, len(data)))
+            train = data.subset(0, pool).balanced(n_train)
+            data = train if split == "train" else data.subset(pool, pool + VALIDATION_SIZE)
+        else:
+            start, stop = (0, n_train) if split == "train" else (n_train, n_train + VALIDATION_SIZE)
+            data = data.subset(start, stop)
     # Converted after the cut, so only the images returned pay for it.
     if data.images.shape[1] == 3 and channels == 1:
         from torchvision.transforms.v2 import functional as TF

@@ -88,14 +88,17 @@ def reference_set(
     data_root: str | None = None,
     train_size: int | None = None,
     evaluator_path: str | os.PathLike | None = None,
+    train_subset: str = "first",
 ) -> ReferenceSet:
     """The test split of ``dataset`` embedded by its evaluator (the shipped one, or the file
-    at ``evaluator_path``), with the training split (the first ``train_size`` images) for the
-    memorisation check; what is computed from the training images is kept under the data
-    root's ``eval-cache``."""
+    at ``evaluator_path``), with the training images (``train_size`` of them, drawn as
+    ``train_subset`` says) for the memorisation check; what is computed from the training
+    images is kept under the data root's ``eval-cache``."""
     evaluator = load_evaluator(dataset, evaluator_path)
     test = load_dataset(dataset, "test", data_root=data_root).images
-    train = load_dataset(dataset, "train", data_root=data_root, train_size=train_size).images
+    train = load_dataset(
+        dataset, "train", data_root=data_root, train_size=train_size, train_subset=train_subset
+    ).images
     cache = resolve_data_root(data_root) / "eval-cache"
     return ReferenceSet(evaluator, test, train, cache_dir=cache)
 
@@ -190,6 +193,7 @@ def evaluate(
     dataset = dataset or (config.dataset if config else "mnist")
     root = data_root or (config.data_root if config else None)
     train_size = config.train_size if config else None
+    train_subset = config.train_subset if config else "first"
     result: dict[str, Any] = {
         "source": str(source),
         "dataset": dataset,
@@ -212,7 +216,7 @@ def evaluate(
         return result
 
     if reference is None:
-        reference = reference_set(dataset, root, train_size, evaluator_path)
+        reference = reference_set(dataset, root, train_size, evaluator_path, train_subset)
     evaluator, test, train = reference.evaluator, reference.test_images, reference.train_images
     resized = at_reference_size(images, test)
     if resized is not images:

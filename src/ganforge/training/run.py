@@ -175,7 +175,10 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
     if not (config.eval_every or config.final_eval_num):
         return None, None
     try:
-        return reference_set(config.dataset, config.data_root, config.train_size), None
+        reference = reference_set(
+            config.dataset, config.data_root, config.train_size, train_subset=config.train_subset
+        )
+        return reference, None
     except GanforgeError as exc:
         return None, f"evaluation is off: {exc}"
 
@@ -193,6 +196,7 @@ def _load_training_data(config: TrainConfig, shard: Shard) -> tuple[TrainConfig,
         data_root=config.data_root,
         download=config.download,
         train_size=config.train_size,
+        train_subset=config.train_subset,
         image_shape=(channels, size, size),
     )
     if shard.local_rank == 0:
