@@ -51,8 +51,11 @@ def machine() -> dict:
     if cpuinfo.is_file():
         text = cpuinfo.read_text()
         for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                info["cpu"] = value.strip()
+            if key.strip() in ("cpu family", "model"):  # AMD family 25: Zen 3 (model 1) or 4 (17)
+                info[key.strip().replace(" ", "_")] = int(value)
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 info["avx512_bf16"] = "avx512_bf16" in flags
@@ -149,6 +152,7 @@ def read_run(folder: Path) -> dict:
         "recall": final.get("recall"),
         "memorisation_ratio": final.get("memorisation_ratio"),
         "classes_covered": final.get("classes_covered"),
+        "kl_uniform": final.get("kl_uniform"),
         "seconds_to_fid": {str(t): first_reached(evaluations, t) for t in THRESHOLDS},
         "curve": [(r["step"], r["train_time_s"], r["fid"]) for r in evaluations],
     }
@@ -182,6 +186,20 @@ def table(args: argparse.Namespace) -> None:
             f"{spread('recall', '{:.3f}')} | {spread('train_time_s', '{:.0f}')} | "
             f"{spread('wall_time_s', '{:.0f}')} |"
         )
+    # Each run on its own: the seeds behind the spreads, with the class balance beside FID.
+    lines += [
+        "",
+        "| run | steps | train s | final FID | precision | recall | classes ≥ 2% "
+        "| KL to uniform classes | memorisation ratio | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in runs:
+        lines.append(
+            f"| {Path(e['run']).name} | {e['steps']} | {e['train_time_s']:.0f} | "
+            f"{e['final_fid']:.2f} | {e['precision']:.3f} | {e['recall']:.3f} | "
+            f"{e['classes_covered']} | {e['kl_uniform']:.4f} | "
+            f"{e['memorisation_ratio']:.2f} | {e['peak_memory_mb']:.0f} |"
+        )
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -189,6 +207,7 @@ def table(args: argparse.Namespace) -> None:
         "eval_num": EVAL_NUM,
         "runs": runs,
     }
+    lines += ["", f"Machine: {json.dumps(machine())}; {EVAL_NUM:,} samples per evaluation."]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -43,6 +43,8 @@ def test_preset_has_the_assignments_numbers(preset):
     assert config.loss == loss
     assert config.init == init
     assert config.dataset == "mnist"
+    # Sampling, not training: only the dcgan's BatchNorm generator has statistics to stand.
+    assert config.standing_stats == (preset == "dcgan")
 
 
 BEYOND = {

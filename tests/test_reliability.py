@@ -71,13 +71,15 @@ def logged_steps(run: Path) -> list[dict]:
     [
         ("gan", 600, 7, 14, ()),  # stops and ends mid-epoch
         ("gan", 600, 18, 36, ()),  # stops and ends on epoch boundaries
-        ("dcgan", 320, 6, 12, ()),  # BatchNorm; the continuation crosses an epoch boundary
+        # BatchNorm, standing statistics re-estimated for each checkpoint; the continuation
+        # crosses an epoch boundary
+        ("dcgan", 320, 6, 12, ()),
         ("wgan-gp", 320, 1, 3, ()),  # 5 critic updates of 32 per step, penalty draws: 2 per epoch
         ("hinge-sn", 320, 6, 12, ()),  # spectral norm's power-iteration vectors
         ("dcgan-ema", 320, 6, 12, ()),  # the generator's EMA
         ("cgan", 320, 6, 12, ()),  # labels of real images, and of fakes drawn with the noise
         ("vae", 320, 6, 12, ()),  # the reparameterisation's normal draws
-        ("dcgan", 320, 6, 12, ("--standing-stats",)),  # re-estimated for each checkpoint
+        ("dcgan", 320, 6, 12, ("--no-standing-stats",)),  # the running statistics alone
         # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
         ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
         # every GAN hack at once: augmentation, label draws, annealed noise, two rates

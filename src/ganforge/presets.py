@@ -32,6 +32,9 @@ PRESETS: dict[str, dict] = {
         "init": "xavier",
         "epochs": 5,
         "eval_every": 500,
+        # Trains as the assignment does; samples with BatchNorm statistics re-estimated for the
+        # final weights: FID 4.31 → 3.78 over 3 seeds (benchmarks/standing-statistics.json).
+        "standing_stats": True,
     },
     "wgan": {
         "description": "Wasserstein GAN with weight clipping (Arjovsky et al. 2017), DCGAN nets",
@@ -115,7 +118,7 @@ PRESETS: dict[str, dict] = {
     },
     "fast": {
         "description": "the dcgan networks at half width, lr 3e-3 and an EMA of G: dcgan's "
-        "quality in a quarter of its time",
+        "quality in about a quarter of its time",
         "architecture": "dcgan",
         "loss": "gan",
         "init": "xavier",
