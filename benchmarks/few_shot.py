@@ -1,0 +1,110 @@
+"""The few-shot benchmark: the dcgan networks trained on 100, 1,000 and 5,000 class-balanced
+images of MNIST and Fashion-MNIST (``--train-subset balanced``: the first N/10 of each class),
+without augmentation, with DiffAugment and with ADA, 3 seeds each, for a fixed number of
+iterations of batch 64 (100 images cannot fill a batch of 128).
+
+Not a test: 54 runs of minutes each, hours in all on a 2-core CPU. Fashion-MNIST needs
+Debian's ``dataset-fashion-mnist`` (``ganforge data fetch fashion-mnist`` says how). ``run``
+trains, one run at a time, whatever is not trained yet (an interrupted run is resumed), so the
+benchmark can be spread over several sessions; ``table`` writes the FID, recall and
+memorisation ratio of each cell (mean and standard deviation over seeds) from each run's final
+10,000-sample evaluation::
+
+    python benchmarks/few_shot.py run --runs runs/few-shot
+    python benchmarks/few_shot.py table --runs runs/few-shot --out benchmarks/few-shot
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+
+import time_to_quality
+
+DATASETS = ("mnist", "fashion-mnist")
+SIZES = (100, 1_000, 5_000)
+AUGMENTS = ("none", "diffaugment", "ada")
+SEEDS = (0, 1, 2)
+ITERATIONS = 2_000
+BATCH_SIZE = 64
+
+
+def label(dataset: str, size: int, augment: str) -> str:
+    return f"{dataset}-{size}-{augment}"
+
+
+def run(args: argparse.Namespace) -> None:
+    for dataset, size, augment in itertools.product(args.datasets, args.sizes, AUGMENTS):
+        flags = ["--dataset", dataset, "--train-size", str(size), "--train-subset", "balanced"]
+        flags += ["--augment", augment, "--batch-size", str(BATCH_SIZE)]
+        # Iterations, not epochs, are fixed: a large --epochs leaves --max-steps to end the run.
+        flags += ["--epochs", "100000", "--max-steps", str(args.iterations), "--eval-every", "0"]
+        time_to_quality.run(
+            argparse.Namespace(
+                presets=["dcgan"],
+                seeds=args.seeds,
+                runs=args.runs,
+                label=label(dataset, size, augment),
+                extra=flags,
+            )
+        )
+
+
+def _cell(runs: list[dict], key: str, digits: int = 2) -> str:
+    values = [r[key] for r in runs]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(args: argparse.Namespace) -> None:
+    lines = [
+        "| data set | images | augment | seeds | FID | recall | memorisation ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    record = []
+    for dataset, size, augment in itertools.product(DATASETS, SIZES, AUGMENTS):
+        name = label(dataset, size, augment)
+        runs = [
+            time_to_quality.read_run(folder.parent)
+            for folder in sorted(args.runs.glob(f"{name}-s*/eval.json"))
+        ]
+        if not runs:
+            continue
+        record += runs
+        lines.append(
+            f"| {dataset} | {size:,} | {augment} | {', '.join(str(r['seed']) for r in runs)} | "
+            f"{_cell(runs, 'final_fid')} | {_cell(runs, 'recall', 3)} | "
+            f"{_cell(runs, 'memorisation_ratio')} |"
+        )
+    lines += ["", f"Machine: {json.dumps(time_to_quality.machine())}"]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": record}
+        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+        args.out.with_suffix(".md").write_text(text + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="train the runs not trained yet")
+    run_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
+    run_parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    run_parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    run_parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    run_parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    table_parser = commands.add_parser("table", help="the table of the runs trained so far")
+    table_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
+    table_parser.add_argument("--out", type=Path, help="write OUT.md and OUT.json")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else table(args)
+
+
+if __name__ == "__main__":
+    main()
