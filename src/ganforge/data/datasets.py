@@ -394,7 +394,7 @@ def load_dataset(
     channels, height, width = image_shape
     if name.startswith("folder:"):
         data = load_image_folder(Path(name[len("folder:") :]).expanduser(), image_shape)
-        if balanced and train_size < len(data):
+        if balanced:
             return data.balanced(train_size)
         return data.subset(0, train_size or len(data))
 
@@ -428,8 +428,10 @@ def load_dataset(
         n_train = min(train_size or DEFAULT_TRAIN_SIZE.get(name, len(data)), len(data))
         if balanced:  # drawn from the default training images (or more, if asked for more)
             pool = max(n_train, DEFAULT_TRAIN_SIZE.get(name, len(data)))
-            train = data.subset(0, pool).balanced(n_train)
-            data = train if split == "train" else data.subset(pool, pool + VALIDATION_SIZE)
+            if split == "train":
+                data = data.subset(0, pool).balanced(n_train)
+            else:
+                data = data.subset(pool, pool + VALIDATION_SIZE)
         else:
             start, stop = (0, n_train) if split == "train" else (n_train, n_train + VALIDATION_SIZE)
             data = data.subset(start, stop)
