@@ -29,6 +29,7 @@ from ganforge.checkpoint_file import checkpoint_paths, load_checkpoint
 from ganforge.cli import main
 from ganforge.objectives import OBJECTIVES, Objective, gan_discriminator_loss
 from ganforge.steplog import read_step_log
+from ganforge.training.loop import checkpointed_epochs
 
 
 def error_lines(capsys) -> list[str]:
@@ -376,12 +377,29 @@ def test_skip_step_drops_the_nan_update_and_goes_on(tmp_path, monkeypatch):
     assert records[:7] == logged_steps(clean)[:7]
 
 
+@pytest.mark.parametrize(
+    ("per_epoch", "every"), [(1, 250), (18, 14), (249, 2), (250, 1), (390, 1), (781, 1)]
+)
+def test_epoch_ends_are_checkpointed_at_least_250_iterations_apart(per_epoch, every):
+    assert checkpointed_epochs(per_epoch) == every
+
+
+def test_a_run_of_short_epochs_checkpoints_every_kth_epoch_end(tmp_path):
+    """600 images in batches of 32: 18 iterations an epoch, so every 14th epoch end (252)."""
+    run = tmp_path / "run"
+    flags = ["--epochs", "20", "--max-steps", "260", "--keep-checkpoints", "10"]
+    flags += ["--sample-every", "1000"]
+    assert tiny_train(run, *flags) == 0
+    assert [load_checkpoint(p)["step"] for p in checkpoint_paths(run)] == [0, 252, 260]
+
+
 def test_skip_step_gives_up_when_every_update_is_nan(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(OBJECTIVES, "gan", poisoned_gan_objective(set(range(1, 1000))))
     run = tmp_path / "run"
-    assert tiny_train(run, "--max-steps", "80", "--on-nan", "skip-step") == 2
+    flags = ["--max-steps", "80", "--on-nan", "skip-step", "--checkpoint-every", "18"]
+    assert tiny_train(run, *flags) == 2
     assert "step 50: each of the last 50 steps had a NaN or Inf gradient" in error_lines(capsys)[0]
-    assert newest(run)["step"] == 36  # the last end of epoch
+    assert newest(run)["step"] == 36  # the last checkpoint before the failure
 
 
 def test_a_full_disk_mid_run_is_one_clear_error_and_keeps_the_checkpoint(

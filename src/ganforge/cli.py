@@ -69,7 +69,8 @@ FLAG_HELP = {
     "sample_every": "save a grid from fixed noise every N iterations",
     "grid_size": "images in each progress grid",
     "keep_checkpoints": "how many of the newest checkpoints to keep (plus best.pt by FID)",
-    "checkpoint_every": "also checkpoint every N iterations (0: at the end of each epoch only)",
+    "checkpoint_every": "also checkpoint every N iterations (0: at the ends of epochs only, "
+    "at least 250 iterations apart)",
     "on_nan": "stop (default: keep the last good checkpoint, exit) or skip-step (drop updates "
     "with NaN/Inf gradients)",
     "device": "auto, cpu, cuda or mps",

@@ -29,6 +29,20 @@ if TYPE_CHECKING:
     from ganforge.training.run_folder import RunFolder
 
 
+#: Epoch-end checkpoints are at least this many iterations apart: an epoch of a few hundred
+#: images lasts a handful of iterations, and a checkpoint of the dcgan networks (with their
+#: standing statistics) costs about as much as five of its iterations.
+CHECKPOINT_MIN_ITERATIONS = 250
+
+
+def checkpointed_epochs(per_epoch: int) -> int:
+    """Every how many epochs the end of an epoch is checkpointed: each epoch when it has
+    :data:`CHECKPOINT_MIN_ITERATIONS` iterations or more, else every k-th, the fewest that span
+    them. A fixed count, not a clock, so that a run's checkpoints are the same on every machine
+    and after every resume."""
+    return -(-CHECKPOINT_MIN_ITERATIONS // max(per_epoch, 1))
+
+
 def steps_per_epoch(num_images: int, batch_size: int, n_critic: int = 1) -> int:
     """Iterations in one pass over ``num_images``: each takes ``n_critic`` full batches (the
     last incomplete ones are dropped)."""
@@ -157,7 +171,9 @@ def run_loop(
             outcome = agree_on_outcome(
                 shard, models.device, stop.requested, _one_line(failure, folder), budget_spent
             )
-            due = it.end_of_epoch or _every(it.step, config.checkpoint_every)
+            due = _every(it.step, config.checkpoint_every) or (
+                main and it.end_of_epoch and folder.epoch_checkpoint_due(it.epoch)
+            )
             if main and failure is None and (due or outcome.stopping or outcome.failures):
                 with run_state.timing_side_work():
                     folder.save_checkpoint(it.step, it.resume_data_state)

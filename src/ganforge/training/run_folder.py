@@ -34,7 +34,7 @@ from ganforge.report import build_report, plot_losses
 from ganforge.sampling import balanced_labels, generate, generate_from, in_eval_mode
 from ganforge.steplog import StepLog, read_step_log, truncate_step_log
 from ganforge.training.checkpoints import RunState, make_checkpoint, save_checkpoint
-from ganforge.training.loop import Iteration
+from ganforge.training.loop import Iteration, checkpointed_epochs
 from ganforge.training.monitoring import GRAD_NORM_EVERY, Diverged, gradient_norm
 from ganforge.training.performance import peak_memory_mb
 from ganforge.training.state import TrainedModels
@@ -258,6 +258,11 @@ class RunFolder:
         return make_checkpoint(
             self.config, step, self.per_epoch, self.models, self.run_state, data_state
         )
+
+    def epoch_checkpoint_due(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` (from 0) is checkpointed (see
+        :func:`~ganforge.training.loop.checkpointed_epochs`)."""
+        return (epoch + 1) % checkpointed_epochs(self.per_epoch) == 0
 
     def save_checkpoint(self, step: int, data_state: torch.Tensor | None) -> None:
         checkpoint = self._checkpoint(step, data_state)
