@@ -63,8 +63,9 @@ def _cell(runs: list[dict], key: str, digits: int = 2) -> str:
 
 def table(args: argparse.Namespace) -> None:
     lines = [
-        "| data set | images | augment | seeds | FID | recall | memorisation ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| data set | images | augment | seeds | FID | precision | recall | classes ≥ 2% "
+        "| memorisation ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     record = []
     for dataset, size, augment in itertools.product(DATASETS, SIZES, AUGMENTS):
@@ -78,7 +79,8 @@ def table(args: argparse.Namespace) -> None:
         record += runs
         lines.append(
             f"| {dataset} | {size:,} | {augment} | {', '.join(str(r['seed']) for r in runs)} | "
-            f"{_cell(runs, 'final_fid')} | {_cell(runs, 'recall', 3)} | "
+            f"{_cell(runs, 'final_fid')} | {_cell(runs, 'precision', 3)} | "
+            f"{_cell(runs, 'recall', 3)} | {_cell(runs, 'classes_covered', 1)} | "
             f"{_cell(runs, 'memorisation_ratio')} |"
         )
     lines += ["", f"Machine: {json.dumps(time_to_quality.machine())}"]
@@ -88,6 +90,51 @@ def table(args: argparse.Namespace) -> None:
         result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": record}
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")
+        chart(record, args.out.with_suffix(".png"))
+
+
+def chart(runs: list[dict], path: Path) -> None:
+    """FID and memorisation ratio against the number of training images, one line per
+    augmentation (mean over seeds, bars: the seeds' range), one row per data set."""
+    from matplotlib.figure import Figure
+
+    datasets = [d for d in DATASETS if any(r["run"].split("/")[-1].startswith(d) for r in runs)]
+    fig = Figure(figsize=(9, 3.4 * len(datasets)), dpi=100)
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for row, dataset in zip(axes, datasets, strict=True):
+        for augment, colour in zip(AUGMENTS, ("tab:gray", "tab:blue", "tab:green"), strict=True):
+            for ax, key in zip(row, ("final_fid", "memorisation_ratio"), strict=True):
+                sizes, means, low, high = [], [], [], []
+                for size in SIZES:
+                    name = label(dataset, size, augment)
+                    values = [
+                        r[key] for r in runs if Path(r["run"]).name.rsplit("-s", 1)[0] == name
+                    ]
+                    if values:
+                        mean = statistics.mean(values)
+                        sizes.append(size)
+                        means.append(mean)
+                        low.append(mean - min(values))
+                        high.append(max(values) - mean)
+                if sizes:
+                    ax.errorbar(
+                        sizes,
+                        means,
+                        yerr=[low, high],
+                        marker="o",
+                        capsize=3,
+                        color=colour,
+                        label=augment,
+                    )
+        fid_ax, ratio_ax = row
+        fid_ax.set(xscale="log", yscale="log", xlabel="training images", ylabel="FID")
+        fid_ax.set_title(f"{dataset}: FID (test split)")
+        ratio_ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
+        ratio_ax.set(xscale="log", xlabel="training images", ylabel="memorisation ratio")
+        ratio_ax.set_title(f"{dataset}: memorisation ratio (< 1: closer to the training images)")
+        fid_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main() -> None:

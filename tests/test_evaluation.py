@@ -369,3 +369,52 @@ def test_summary_times_the_final_evaluation(evaluated_run):
     summary = json.loads((evaluated_run / "summary.json").read_text())
     assert summary["final_evaluation_s"] > 0
     assert summary["train_time_s"] <= summary["wall_time_s"]
+
+
+def test_inference_features_are_the_networks_features_to_the_bit():
+    """Max-pooling before the ReLU and ReLUs in place change no bit; the probabilities of
+    features embedded before are those that embedding returned."""
+    from ganforge.data.datasets import load_dataset
+
+    evaluator = load_evaluator("mnist")
+    images = load_dataset("mnist", "train").images[:300]
+    with torch.inference_mode():
+        for batch in (images, images[:5]):
+            assert torch.equal(
+                evaluator.net.inference_features(batch), evaluator.net.features(batch)
+            )
+    features, probabilities = evaluator.embed(images)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(evaluator.probabilities(features[order]), probabilities[order])
+
+
+def test_the_floor_from_the_training_features_is_the_floor_from_the_images(tmp_path):
+    """The floor scored from the reference's training features (picked by index, each at
+    distance 0 from its nearest training image) is the floor scored from the images; the
+    ceiling, scored after it with the real side of PRDC reused, is a fresh one's."""
+    from ganforge.data.datasets import load_dataset
+    from ganforge.eval import metrics, scoring
+
+    evaluator = load_evaluator("mnist")
+    train = load_dataset("mnist", "train").images
+    test = load_dataset("mnist", "test").images
+    reference = metrics.ReferenceSet(evaluator, test, train)
+    points = scoring._reference_points(reference, train, 64, 0, 40, tmp_path)
+
+    generator = torch.Generator().manual_seed(0)
+    pick = torch.randperm(len(train), generator=generator)[:64]
+    noise = torch.randint(0, 256, (64, *train.shape[1:]), generator=generator, dtype=torch.uint8)
+    floor = metrics.all_scores(
+        metrics.ReferenceSet(evaluator, test, train), train[pick], prdc_num=40
+    )
+    # The search in float32 finds rounding noise where the distance is 0.
+    assert floor.pop("memorisation_ratio") < 1e-5
+    assert points["floor"].pop("memorisation_ratio") == 0.0
+    assert points["floor"] == floor
+    fresh = metrics.ReferenceSet(evaluator, test, train)
+    assert points["ceiling"] == metrics.all_scores(fresh, noise, prdc_num=40)
+
+    # Another subset of as many training images has a floor of its own.
+    other = metrics.ReferenceSet(evaluator, test, train.flip(0))
+    scoring._reference_points(other, other.train_images, 64, 0, 40, tmp_path)
+    assert len(list((tmp_path / "eval-cache").glob("*.json"))) == 2

@@ -130,3 +130,52 @@ def test_seeded_restores_the_callers_rng():
     assert torch.equal(torch.rand(3), expected)
     with metrics.seeded(7):
         assert torch.equal(torch.rand(3), inside)
+
+
+def nearest_distances_norms_first(
+    queries: torch.Tensor, references: torch.Tensor, chunk: int, block: int
+) -> torch.Tensor:
+    """The blocked search with ``|q|²`` added to every distance before the minimum, as the
+    search did before it added it to the minimum."""
+    references = references.float()
+    squared_norms = references.square().sum(dim=1)[None, :]
+    nearest = []
+    for rows in queries.split(chunk):
+        squared = torch.cat(
+            [
+                torch.addmm(squared_norms[:, part], rows, references[part].T, alpha=-2)
+                for part in (slice(i, i + block) for i in range(0, len(references), block))
+            ],
+            dim=1,
+        )
+        squared += rows.square().sum(dim=1, keepdim=True)
+        nearest.append(squared.min(dim=1).values.clamp_min(0).sqrt())
+    return torch.cat(nearest)
+
+
+@pytest.mark.parametrize(("chunk", "block"), [(7, 5), (40, 1000), (1000, 64)])
+def test_nearest_distances_add_the_query_norms_after_the_minimum_to_the_same_bits(chunk, block):
+    g = torch.Generator().manual_seed(0)
+    references = torch.rand(301, 16, generator=g) * 4
+    queries = torch.cat([torch.rand(90, 16, generator=g) * 4, references[:30]])
+    got = metrics.nearest_distances(queries, references, chunk=chunk, block=block)
+    assert torch.equal(got, nearest_distances_norms_first(queries, references, chunk, block))
+    # Blocks of other shapes round the products differently, by float32 noise only.
+    one_matrix = nearest_distances_norms_first(queries, references, len(queries), len(references))
+    assert torch.allclose(got[:90], one_matrix[:90], rtol=1e-5)
+    assert got[90:].max() < 1e-2  # the copies: 0, give or take rounding
+
+
+def test_kth_neighbour_distances_are_kthvalues():
+    points = torch.randn(300, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = torch.cdist(points, points).kthvalue(4, dim=1).values
+    assert torch.equal(metrics.kth_neighbour_distances(points, 3), expected)
+
+
+def test_prdc_with_the_real_radii_given_is_prdc():
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.randn(60, 4, generator=g), torch.randn(50, 4, generator=g) + 0.3
+    radii = metrics.kth_neighbour_distances(real.double(), 3)
+    assert metrics.precision_recall_density_coverage(
+        real, fake, 3, real_radii=radii
+    ) == metrics.precision_recall_density_coverage(real, fake, 3)

@@ -76,6 +76,24 @@ class EvaluatorNet(nn.Module):
         """``(N, C, 28, 28)`` → class logits ``(N, num_classes)``."""
         return self.head(self.features(images))
 
+    def inference_features(self, images: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` to the bit, for inference only (no autograd: the ReLUs work in
+        place) and in fewer passes over memory: each block max-pools before its ReLU, which
+        then sees a quarter of the values (a max of ReLUs is the ReLU of the max)."""
+        x = self._as_float(images)
+        layers = list(self.body)
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], nn.ReLU):
+                if i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool2d):
+                    i += 1
+                    x = layers[i](x)
+                x = x.relu_()  # x is this pass's own activation, never the caller's images
+            else:
+                x = layers[i](x)
+            i += 1
+        return x
+
 
 @dataclass
 class Evaluator:
@@ -97,12 +115,17 @@ class Evaluator:
         self, images: torch.Tensor, batch_size: int = EMBED_BATCH
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images ``(N, C, 28, 28)`` → ``(features (N, 128), probabilities (N, classes))``."""
-        features, probabilities = [], []
-        for chunk in images.split(batch_size):
-            feats = self.net.features(chunk)
-            features.append(feats)
-            probabilities.append(self.net.head(feats).softmax(dim=1))
-        return torch.cat(features), torch.cat(probabilities)
+        features = [self.net.inference_features(chunk) for chunk in images.split(batch_size)]
+        features = torch.cat(features)
+        return features, self.probabilities(features, batch_size)
+
+    @torch.inference_mode()
+    def probabilities(self, features: torch.Tensor, batch_size: int = EMBED_BATCH) -> torch.Tensor:
+        """Class probabilities ``(N, classes)`` of features ``(N, 128)`` that :meth:`embed`
+        computed, for images embedded before (the same numbers as from the images)."""
+        return torch.cat(
+            [self.net.head(chunk).softmax(dim=1) for chunk in features.split(batch_size)]
+        )
 
 
 def file_sha256(path: Path) -> str:

@@ -23,6 +23,7 @@ from ganforge.eval.metrics import (
     ReferenceSet,
     all_scores,
     at_reference_size,
+    feature_scores,
     kth_neighbour_distances,
     nearest_distances,
     nearest_neighbours,
@@ -121,19 +122,37 @@ def _reference_points(
     reference: ReferenceSet, train: torch.Tensor, num: int, seed: int, prdc_num: int, root: Path
 ) -> dict[str, dict[str, Any]]:
     """Scores of real training images (the floor) and uniform noise (the ceiling), cached on
-    disk, since they depend on nothing but the metric code, evaluator, data and sizes."""
+    disk, since they depend on nothing but the metric code, evaluator, data and sizes
+    (``train``: the reference's training images).
+
+    The floor's images are training images: their features are the reference's, picked by
+    index rather than embedded again, and each one's nearest training image is itself, at
+    distance 0 (where a search in float32 finds rounding noise up to 1e-2, of median 0)."""
     evaluator = reference.evaluator
-    key = f"v{METRICS_VERSION}-{evaluator.name}-{train.shape[0]}-{num}-{prdc_num}-{seed}"
+    # The digest names the training images: two subsets of one size have different floors.
+    key = (
+        f"v{METRICS_VERSION}-{evaluator.name}-{train.shape[0]}-{num}-{prdc_num}-{seed}"
+        f"-{reference.digest[:12]}"
+    )
     cache = root / "eval-cache" / f"{key}.json"
     try:
         return json.loads(cache.read_text())
     except (OSError, ValueError):
         pass  # not cached yet, or a damaged cache file: compute it again
     generator = torch.Generator().manual_seed(seed)
-    real = train[torch.randperm(train.shape[0], generator=generator)[:num]]
+    pick = torch.randperm(train.shape[0], generator=generator)[:num]
     noise = torch.randint(0, 256, (num, *train.shape[1:]), generator=generator, dtype=torch.uint8)
+    real = reference.train_features[pick]
+    floor = feature_scores(
+        reference,
+        real,
+        evaluator.probabilities(real),
+        prdc_num=prdc_num,
+        seed=seed,
+        train_distances=torch.zeros(real.shape[0]),
+    )
     points = {
-        "floor": all_scores(reference, real, prdc_num=prdc_num, seed=seed),
+        "floor": floor,
         "ceiling": all_scores(reference, noise, prdc_num=prdc_num, seed=seed),
     }
     try:
