@@ -327,9 +327,9 @@ def test_evaluator_net_shapes():
     assert net.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).shape == (2, 128)
 
 
-def test_the_reference_set_embeds_each_image_set_once_and_caches_the_training_side(tmp_path):
-    """Scores from features computed once equal scores from the images; the training images'
-    features and the test side of the memorisation ratio are kept on disk and reused."""
+def test_the_reference_set_embeds_each_image_set_once_and_caches_it(tmp_path):
+    """Scores from features computed once equal scores from the images; the test and training
+    images' features and the test side of the memorisation ratio are kept on disk and reused."""
     from ganforge.data.datasets import load_dataset
     from ganforge.eval import metrics
 
@@ -341,6 +341,7 @@ def test_the_reference_set_embeds_each_image_set_once_and_caches_the_training_si
     samples = train[:60]
     scores = metrics.all_scores(first, samples, prdc_num=50)
     assert sorted(p.name.split("-v")[0] for p in cache.iterdir()) == [
+        "test-features",
         "test-nn-median",
         "train-features",
     ]
@@ -361,7 +362,8 @@ def test_the_reference_set_embeds_each_image_set_once_and_caches_the_training_si
     evaluator.embed = counting_embed
     again = metrics.ReferenceSet(evaluator, test, train, cache_dir=cache)
     assert torch.equal(again.train_features, first.train_features)
-    assert calls == [test.shape[0]]  # the test images only: the training side came from disk
+    assert torch.equal(again.test_features, first.test_features)
+    assert calls == []  # both sides came from disk
     assert metrics.all_scores(again, samples, prdc_num=50) == scores
 
 

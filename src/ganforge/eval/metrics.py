@@ -231,7 +231,8 @@ class ReferenceSet:
         self.test_images = test
         self.train_images = train
         self.cache_dir = cache_dir
-        self.test_features = evaluator.embed(test)[0]
+        # Cached too: every run and evaluation on a data set embeds the same test images.
+        self.test_features = self._cached("test-features", lambda: evaluator.embed(test)[0])
         self.fid = frechet_metric()
         _update(self.fid, self.test_features, real=True)
         self._prdc_real: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
