@@ -131,7 +131,7 @@ def chart(runs: list[dict], path: Path) -> None:
         fid_ax.set_title(f"{dataset}: FID (test split)")
         ratio_ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
         ratio_ax.set(xscale="log", xlabel="training images", ylabel="memorisation ratio")
-        ratio_ax.set_title(f"{dataset}: memorisation ratio (< 1: closer to the training images)")
+        ratio_ax.set_title(f"{dataset}: memorisation ratio (< 1: copying)")
         fid_ax.legend()
     fig.tight_layout()
     fig.savefig(path)

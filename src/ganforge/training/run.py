@@ -215,12 +215,14 @@ def _train(
     networks: tuple[nn.Module, nn.Module] | None,
 ) -> RunSummary | None:
     main = shard.is_main
-    # Before any seeding: building the evaluator must not shift the training RNG streams.
+    config, data = _load_training_data(config, shard)
+    plan = check_data(config, data, device, resume)
+    # After the data checks, so that refused input writes nothing, not even the evaluation
+    # caches; before any seeding, so that building the evaluator does not shift the training
+    # RNG streams.
     reference, no_evaluation = _training_reference(config) if main else (None, None)
     objective = OBJECTIVES.get(config.loss)  # None: a VAE, which the D-wins warning skips
     run_state = RunState.start(config, shard, device, objective.d_wins_below if objective else None)
-    config, data = _load_training_data(config, shard)
-    plan = check_data(config, data, device, resume)
     if no_evaluation:  # said once the data is known to be good
         console.notice(no_evaluation)
     if resume is not None and main:
