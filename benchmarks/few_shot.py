@@ -8,7 +8,7 @@ Debian's ``dataset-fashion-mnist`` (``ganforge data fetch fashion-mnist`` says h
 trains, one run at a time, whatever is not trained yet (an interrupted run is resumed), so the
 benchmark can be spread over several sessions; ``table`` writes the FID, recall and
 memorisation ratio of each cell (mean and standard deviation over seeds) from each run's final
-10,000-sample evaluation::
+10,000-sample evaluation, and a chart of FID and memorisation ratio against the number of images::
 
     python benchmarks/few_shot.py run --runs runs/few-shot
     python benchmarks/few_shot.py table --runs runs/few-shot --out benchmarks/few-shot
@@ -148,7 +148,7 @@ def main() -> None:
     run_parser.add_argument("--iterations", type=int, default=ITERATIONS)
     table_parser = commands.add_parser("table", help="the table of the runs trained so far")
     table_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
-    table_parser.add_argument("--out", type=Path, help="write OUT.md and OUT.json")
+    table_parser.add_argument("--out", type=Path, help="write OUT.md, OUT.json and OUT.png")
     args = parser.parse_args()
     run(args) if args.command == "run" else table(args)
 
