@@ -373,18 +373,29 @@ def test_summary_times_the_final_evaluation(evaluated_run):
     assert summary["train_time_s"] <= summary["wall_time_s"]
 
 
-def test_inference_features_are_the_networks_features_to_the_bit():
-    """Max-pooling before the ReLU and ReLUs in place change no bit; the probabilities of
-    features embedded before are those that embedding returned."""
+def test_pooling_before_the_relu_gives_the_features_of_relu_then_pooling_to_the_bit():
+    """The evaluator's blocks pool before their ReLU; the classic order, ReLU then pooling,
+    gives the same bits from the same weights; the probabilities of features embedded before
+    are those that embedding returned."""
     from ganforge.data.datasets import load_dataset
 
     evaluator = load_evaluator("mnist")
+    layers = list(evaluator.net.body)
+    for i, layer in enumerate(layers[:-1]):
+        if isinstance(layer, torch.nn.MaxPool2d):
+            layers[i], layers[i + 1] = layers[i + 1], layer  # each pool is followed by its ReLU
+    relu_then_pool = torch.nn.Sequential(*layers)
+    assert [type(m) for m in relu_then_pool[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.ReLU,
+        torch.nn.MaxPool2d,
+    ]
     images = load_dataset("mnist", "train").images[:300]
     with torch.inference_mode():
         for batch in (images, images[:5]):
-            assert torch.equal(
-                evaluator.net.inference_features(batch), evaluator.net.features(batch)
-            )
+            expected = relu_then_pool(evaluator.net._as_float(batch))
+            assert torch.equal(evaluator.net.features(batch), expected)
     features, probabilities = evaluator.embed(images)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     assert torch.equal(evaluator.probabilities(features[order]), probabilities[order])
