@@ -67,7 +67,7 @@ def table(args: argparse.Namespace) -> None:
         "| memorisation ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    record = []
+    cells: dict[tuple[str, int, str], list[dict]] = {}
     for dataset, size, augment in itertools.product(DATASETS, SIZES, AUGMENTS):
         name = label(dataset, size, augment)
         runs = [
@@ -76,7 +76,7 @@ def table(args: argparse.Namespace) -> None:
         ]
         if not runs:
             continue
-        record += runs
+        cells[dataset, size, augment] = runs
         lines.append(
             f"| {dataset} | {size:,} | {augment} | {', '.join(str(r['seed']) for r in runs)} | "
             f"{_cell(runs, 'final_fid')} | {_cell(runs, 'precision', 3)} | "
@@ -87,45 +87,41 @@ def table(args: argparse.Namespace) -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
+        record = [run for runs in cells.values() for run in runs]
         result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": record}
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")
-        chart(record, args.out.with_suffix(".png"))
+        chart(cells, args.out.with_suffix(".png"))
 
 
-def chart(runs: list[dict], path: Path) -> None:
+def chart(cells: dict[tuple[str, int, str], list[dict]], path: Path) -> None:
     """FID and memorisation ratio against the number of training images, one line per
-    augmentation (mean over seeds, bars: the seeds' range), one row per data set."""
+    augmentation (mean over seeds, bars: the seeds' range), one row per data set (``cells``:
+    the runs of each (data set, images, augmentation) that has any)."""
     from matplotlib.figure import Figure
 
-    datasets = [d for d in DATASETS if any(r["run"].split("/")[-1].startswith(d) for r in runs)]
+    datasets = [d for d in DATASETS if any(key[0] == d for key in cells)]
     fig = Figure(figsize=(9, 3.4 * len(datasets)), dpi=100)
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for row, dataset in zip(axes, datasets, strict=True):
         for augment, colour in zip(AUGMENTS, ("tab:gray", "tab:blue", "tab:green"), strict=True):
+            sizes = [n for n in SIZES if (dataset, n, augment) in cells]
+            if not sizes:
+                continue
             for ax, key in zip(row, ("final_fid", "memorisation_ratio"), strict=True):
-                sizes, means, low, high = [], [], [], []
-                for size in SIZES:
-                    name = label(dataset, size, augment)
-                    values = [
-                        r[key] for r in runs if Path(r["run"]).name.rsplit("-s", 1)[0] == name
-                    ]
-                    if values:
-                        mean = statistics.mean(values)
-                        sizes.append(size)
-                        means.append(mean)
-                        low.append(mean - min(values))
-                        high.append(max(values) - mean)
-                if sizes:
-                    ax.errorbar(
-                        sizes,
-                        means,
-                        yerr=[low, high],
-                        marker="o",
-                        capsize=3,
-                        color=colour,
-                        label=augment,
-                    )
+                values = [[r[key] for r in cells[dataset, n, augment]] for n in sizes]
+                means = [statistics.mean(v) for v in values]
+                below = [m - min(v) for m, v in zip(means, values, strict=True)]
+                above = [max(v) - m for m, v in zip(means, values, strict=True)]
+                ax.errorbar(
+                    sizes,
+                    means,
+                    yerr=[below, above],
+                    marker="o",
+                    capsize=3,
+                    color=colour,
+                    label=augment,
+                )
         fid_ax, ratio_ax = row
         fid_ax.set(xscale="log", yscale="log", xlabel="training images", ylabel="FID")
         fid_ax.set_title(f"{dataset}: FID (test split)")
