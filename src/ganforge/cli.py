@@ -386,9 +386,8 @@ def _run_sample(args: argparse.Namespace) -> None:
 
 def _run_interpolate(args: argparse.Namespace) -> None:
     import torch
-    from torchvision.utils import make_grid
 
-    from ganforge.image_files import save_gif, save_grid
+    from ganforge.image_files import image_grid, save_gif, save_grid
     from ganforge.nets import sample_noise
     from ganforge.sampling import generate_from, interpolate, load_generator
     from ganforge.training import resolve_device
@@ -420,10 +419,7 @@ def _run_interpolate(args: argparse.Namespace) -> None:
         raise GanforgeError(f"cannot write {grid}: {exc.strerror or exc}") from None
     by_step = images.unflatten(0, (args.rows, args.steps)).transpose(0, 1)
     columns = math.isqrt(args.rows - 1) + 1
-    frames = [
-        make_grid(step, nrow=columns, padding=2, normalize=True, value_range=(-1, 1), pad_value=1)
-        for step in by_step
-    ]
+    frames = [image_grid(step, nrow=columns) for step in by_step]
     save_gif(frames + frames[-2:0:-1], gif)  # there and back, so the loop has no jump
     print(f"wrote {args.rows} {args.mode} walks of {args.steps} steps: {grid}, {gif}")
 

@@ -120,10 +120,10 @@ def resize_images(images: torch.Tensor, height: int, width: int) -> torch.Tensor
     """uint8 images ``(..., C, h, w)`` → uint8 ``(..., C, height, width)``: resized with
     antialiasing so the short side is ``max(height, width)``, then centre-cropped; returned
     unchanged when already ``height × width``."""
+    if tuple(images.shape[-2:]) == (height, width):
+        return images  # before importing torchvision, which costs a process 1.4 s
     from torchvision.transforms.v2 import functional as TF
 
-    if tuple(images.shape[-2:]) == (height, width):
-        return images
     resized = TF.resize(images, [max(height, width)], antialias=True)
     return TF.center_crop(resized, [height, width])
 
