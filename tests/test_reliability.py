@@ -448,3 +448,31 @@ def test_an_unwritable_run_folder_mid_run_is_one_clear_error(tmp_path, monkeypat
         len(lines) == 1 and f"cannot write to the run folder {run}: Permission denied" in lines[0]
     )
     assert newest(run)["step"] == 3
+
+
+def test_atomic_torch_save_streams_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    """A checkpoint goes straight into its temporary file (no whole-file buffer in memory);
+    when the write fails half-way, the old file is untouched and no temporary file is left."""
+    import io
+
+    import ganforge.checkpoint_file
+    from ganforge.checkpoint_file import atomic_torch_save
+
+    path = tmp_path / "step.pt"
+    atomic_torch_save({"weights": torch.arange(10)}, path)
+    before = path.read_bytes()
+
+    written_into = []
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        written_into.append(f)
+        real_save(obj, f, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ganforge.checkpoint_file.torch, "save", save_then_fail)
+    with pytest.raises(OSError):
+        atomic_torch_save({"weights": torch.zeros(1000)}, path)
+    assert isinstance(written_into[0], io.BufferedWriter)  # a file on disk, not a buffer
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["step.pt"]

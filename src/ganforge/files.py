@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ganforge.errors import GanforgeError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: readers see the old file or the new one.
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` with what ``write`` writes into the binary file it is handed,
+    atomically: readers see the old file or the new one.
 
     The temporary file sits in the same folder (a rename across file systems is not atomic)
-    and is removed if anything fails.
+    and is removed if anything fails. ``write`` streams into it, so a large file (a
+    checkpoint) never sits whole in memory on its way to the disk.
     """
     path = Path(path)
     # A name of its own, so two processes writing the same target never share a temporary file.
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -30,6 +33,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write` of ``data``."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def read_json(path: Path) -> Any:
