@@ -41,7 +41,8 @@ BEST_NAME = "best.pt"
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` via a fsynced temporary file and a rename, streamed: a
-    buffer of the whole file and its copy cost a ``dcgan`` run 240 MB of peak memory."""
+    buffer of the whole file raised the peak memory by its size, 115 MB for a ``dcgan``
+    checkpoint (``benchmarks/checkpoint_memory.py``)."""
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
