@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+import time_to_quality
 
 #: Each hack's name (its runs' folder prefix) and its flags: one setting of each, the usual
 #: one (Chintala et al.'s "How to train a GAN"; TTUR: Heusel et al. 2017 with the 4:1 ratio of
@@ -38,20 +38,10 @@ BASELINE = Path(__file__).with_name("standing-statistics.json")
 
 
 def run(args: argparse.Namespace) -> None:
-    ganforge = Path(sys.executable).with_name("ganforge")
     for name in args.hacks:
         for seed in args.seeds:
-            out = args.runs / f"{name}-s{seed}"
-            if (out / "summary.json").is_file():
-                continue
-            command = [str(ganforge), "train", "--quiet"]
-            if out.exists():  # an earlier try stopped early: continue it
-                command += ["--resume", str(out)]
-            else:
-                command += ["--preset", "dcgan", "--seed", str(seed), *HACKS[name]]
-                command += ["--out", str(out)]
-            print("==", " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            flags = ["--preset", "dcgan", "--seed", str(seed), *HACKS[name]]
+            time_to_quality.train_or_resume(args.runs / f"{name}-s{seed}", flags)
 
 
 def _scores(run: Path) -> dict:

@@ -84,34 +84,28 @@ def _overrides(extra: list[str]) -> dict:
     return values
 
 
+def train_or_resume(out: Path, flags: list[str]) -> None:
+    """``ganforge train FLAGS --out OUT``; the resume of an interrupted run in ``out``; nothing
+    when ``out`` holds a finished run."""
+    if (out / "summary.json").is_file():
+        print(f"== {out}: done before")
+        return
+    command = [str(Path(sys.executable).with_name("ganforge")), "train", "--quiet"]
+    if out.exists():  # an earlier try stopped early: continue it
+        command += ["--resume", str(out)]
+    else:
+        command += [*flags, "--out", str(out)]
+    print("==", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
 def run(args: argparse.Namespace) -> None:
-    ganforge = Path(sys.executable).with_name("ganforge")
     for preset in args.presets:
         for seed in args.seeds:
-            out = args.runs / f"{args.label or preset}-s{seed}"
-            if (out / "summary.json").is_file():
-                print(f"== {out}: done before")
-                continue
-            command = [
-                str(ganforge),
-                "train",
-                "--preset",
-                preset,
-                "--seed",
-                str(seed),
-                "--out",
-                str(out),
-                "--eval-every",
-                str(eval_every(preset, args.extra)),
-                "--eval-num",
-                str(EVAL_NUM),
-                "--quiet",
-                *args.extra,
-            ]
-            if out.exists():  # an earlier try stopped early: continue it
-                command = [str(ganforge), "train", "--resume", str(out), "--quiet"]
-            print("==", " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            flags = ["--preset", preset, "--seed", str(seed)]
+            flags += ["--eval-every", str(eval_every(preset, args.extra))]
+            flags += ["--eval-num", str(EVAL_NUM), *args.extra]
+            train_or_resume(args.runs / f"{args.label or preset}-s{seed}", flags)
 
 
 def first_reached(records: list[dict], threshold: float) -> float | None:
