@@ -8,10 +8,15 @@ Debian's ``dataset-fashion-mnist`` (``ganforge data fetch fashion-mnist`` says h
 trains, one run at a time, whatever is not trained yet (an interrupted run is resumed), so the
 benchmark can be spread over several sessions; ``table`` writes the FID, recall and
 memorisation ratio of each cell (mean and standard deviation over seeds) from each run's final
-10,000-sample evaluation, and a chart of FID and memorisation ratio against the number of images::
+10,000-sample evaluation, and a chart of FID and memorisation ratio against the number of images.
+The project's machines change between sessions and take their run folders with them: ``table``
+keeps the runs recorded in ``OUT.json`` by earlier sessions beside the runs in ``--runs``, each
+with the CPU it ran on (a cell names its machine; compare cells of one machine only)::
 
     python benchmarks/few_shot.py run --runs runs/few-shot
     python benchmarks/few_shot.py table --runs runs/few-shot --out benchmarks/few-shot
+    python benchmarks/few_shot.py grids --runs runs/few-shot --dataset fashion-mnist \
+        --size 1000 --seed 0 --out docs/few-shot-fashion-mnist-1000.png
 """
 
 from __future__ import annotations
@@ -61,34 +66,48 @@ def _cell(runs: list[dict], key: str, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def recorded_runs(runs_folder: Path, record: Path | None) -> dict[str, dict]:
+    """Every run by name: those in ``record`` (a table's ``.json`` from earlier sessions, whose
+    run folders went with their machines), then those in ``runs_folder``, which win."""
+    runs = {}
+    if record is not None and record.is_file():
+        runs = {Path(r["run"]).name: r for r in json.loads(record.read_text())["runs"]}
+    for folder in sorted(runs_folder.glob("*/eval.json")):
+        runs[folder.parent.name] = time_to_quality.read_run(folder.parent)
+    return runs
+
+
 def table(args: argparse.Namespace) -> None:
     lines = [
         "| data set | images | augment | seeds | FID | precision | recall | classes ≥ 2% "
-        "| memorisation ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| memorisation ratio | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    record = args.out.with_suffix(".json") if args.out else None
+    every_run = recorded_runs(args.runs, record)
     cells: dict[tuple[str, int, str], list[dict]] = {}
+    machines: dict[str, dict] = {}
     for dataset, size, augment in itertools.product(DATASETS, SIZES, AUGMENTS):
         name = label(dataset, size, augment)
-        runs = [
-            time_to_quality.read_run(folder.parent)
-            for folder in sorted(args.runs.glob(f"{name}-s*/eval.json"))
-        ]
+        runs = [every_run[f"{name}-s{seed}"] for seed in SEEDS if f"{name}-s{seed}" in every_run]
         if not runs:
             continue
         cells[dataset, size, augment] = runs
+        names = sorted({time_to_quality.machine_name(r["machine"]) for r in runs})
+        machines.update({time_to_quality.machine_name(r["machine"]): r["machine"] for r in runs})
         lines.append(
             f"| {dataset} | {size:,} | {augment} | {', '.join(str(r['seed']) for r in runs)} | "
             f"{_cell(runs, 'final_fid')} | {_cell(runs, 'precision', 3)} | "
             f"{_cell(runs, 'recall', 3)} | {_cell(runs, 'classes_covered', 1)} | "
-            f"{_cell(runs, 'memorisation_ratio')} |"
+            f"{_cell(runs, 'memorisation_ratio')} | {' + '.join(names)} |"
         )
-    lines += ["", f"Machine: {json.dumps(time_to_quality.machine())}"]
+    lines.append("")
+    lines += [f"Machine {name}: {json.dumps(info)}" for name, info in machines.items()]
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        record = [run for runs in cells.values() for run in runs]
-        result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": record}
+    if args.out and cells:
+        runs = [run for runs in cells.values() for run in runs]
+        result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs}
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
         args.out.with_suffix(".md").write_text(text + "\n")
         chart(cells, args.out.with_suffix(".png"))
@@ -133,6 +152,22 @@ def chart(cells: dict[tuple[str, int, str], list[dict]], path: Path) -> None:
     fig.savefig(path)
 
 
+def grids(args: argparse.Namespace) -> None:
+    """The last sample grids of one data set, size and seed, without augmentation, with
+    DiffAugment and with ADA, side by side (left to right) in one PNG."""
+    from PIL import Image
+
+    name = f"step_{args.iterations:07d}.png"
+    folders = [args.runs / f"{label(args.dataset, args.size, a)}-s{args.seed}" for a in AUGMENTS]
+    images = [Image.open(folder / "samples" / name).convert("RGB") for folder in folders]
+    width, height = images[0].size
+    gap = 10
+    strip = Image.new("RGB", (len(images) * (width + gap) - gap, height), "white")
+    for i, image in enumerate(images):
+        strip.paste(image, (i * (width + gap), 0))
+    strip.save(args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,8 +180,15 @@ def main() -> None:
     table_parser = commands.add_parser("table", help="the table of the runs trained so far")
     table_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
     table_parser.add_argument("--out", type=Path, help="write OUT.md, OUT.json and OUT.png")
+    grids_parser = commands.add_parser("grids", help="one cell's final grids side by side")
+    grids_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
+    grids_parser.add_argument("--dataset", default="mnist", choices=DATASETS)
+    grids_parser.add_argument("--size", type=int, default=1_000)
+    grids_parser.add_argument("--seed", type=int, default=0)
+    grids_parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    grids_parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args()
-    run(args) if args.command == "run" else table(args)
+    {"run": run, "table": table, "grids": grids}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 
 Each run is ``ganforge train --preset dcgan --seed S FLAGS --out RUNS/NAME-sS``: the preset's
 own settings (5 epochs of full MNIST, FID every 500 iterations, the final evaluation on 10,000
-samples with standing BatchNorm statistics) with one hack switched on. The baseline is the
-standing-statistics column of ``benchmarks/standing-statistics.json`` (the plain ``dcgan``,
-seeds 0, 1, 2, on the same kind of machine).
+samples with standing BatchNorm statistics) with one hack switched on, or none for the baseline.
 
-Not a test: 15 runs of about 7 minutes each on a 2-core CPU. ``run`` trains whatever is not
+Not a test: 18 runs of 7 to 10 minutes each on a 2-core CPU. ``run`` trains whatever is not
 trained yet (an interrupted run is resumed); ``table`` writes the table of the runs trained so
 far (``.md``, and ``.json`` with every run)::
 
     python benchmarks/hacks.py run --runs runs/hacks
     python benchmarks/hacks.py table --runs runs/hacks --out benchmarks/hacks
+
+The project's machines change between sessions and take their run folders with them, and one
+seed's FID moves between two CPUs: ``table`` keeps the runs recorded in ``OUT.json`` by earlier
+sessions, each with its machine, and compares each hack with the baseline of its own machine.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 
 import time_to_quality
 
-#: Each hack's name (its runs' folder prefix) and its flags: one setting of each, the usual
-#: one (Chintala et al.'s "How to train a GAN"; TTUR: Heusel et al. 2017 with the 4:1 ratio of
-#: Zhang et al.'s SAGAN, around the preset's 1e-3 in the log).
+#: Each run's name (its folders' prefix) and its flags: the plain preset, then one setting of
+#: each hack, the usual one (Chintala et al.'s "How to train a GAN"; TTUR: Heusel et al. 2017
+#: with the 4:1 ratio of Zhang et al.'s SAGAN, around the preset's 1e-3 in the log).
 HACKS = {
+    "baseline": [],
     "real-label-0.9": ["--real-label", "0.9"],
     "flip-labels-0.05": ["--flip-labels", "0.05"],
     "instance-noise-0.1": ["--instance-noise", "0.1"],
@@ -34,7 +38,6 @@ HACKS = {
     "ttur-g5e-4-d2e-3": ["--lr-g", "5e-4", "--lr-d", "2e-3"],
 }
 SEEDS = (0, 1, 2)
-BASELINE = Path(__file__).with_name("standing-statistics.json")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -44,43 +47,86 @@ def run(args: argparse.Namespace) -> None:
             time_to_quality.train_or_resume(args.runs / f"{name}-s{seed}", flags)
 
 
-def _scores(run: Path) -> dict:
-    samples = json.loads((run / "eval.json").read_text())["samples"]
+def _scores(folder: Path, name: str, seed: int) -> dict:
+    samples = json.loads((folder / "eval.json").read_text())["samples"]
     keys = ("fid", "precision", "recall", "classes_covered")
-    return {"run": str(run), **{key: samples[key] for key in keys}}
+    return {
+        "hack": name,
+        "seed": seed,
+        "run": str(folder),
+        **{key: samples[key] for key in keys},
+        "machine": time_to_quality.run_machine(folder),
+    }
 
 
-def _mean_sd(values: list[float], digits: int) -> str:
+def recorded_runs(runs_folder: Path, record: Path) -> list[dict]:
+    """Every run: those in ``record`` (an earlier table's ``.json``), then those in
+    ``runs_folder``, which replace a recorded run of the same hack, seed and machine."""
+    runs = {}
+    if record.is_file():
+        for entry in json.loads(record.read_text())["runs"]:
+            key = entry["hack"], entry["seed"], time_to_quality.machine_name(entry["machine"])
+            runs[key] = entry
+    for name in HACKS:
+        for seed in SEEDS:
+            folder = runs_folder / f"{name}-s{seed}"
+            if (folder / "eval.json").is_file():
+                entry = _scores(folder, name, seed)
+                runs[name, seed, time_to_quality.machine_name(entry["machine"])] = entry
+    return list(runs.values())
+
+
+def _mean_sd(values: list[float | None], digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def _row(name: str, flags: str, runs: list[dict]) -> str:
-    fids = ", ".join(f"{r['fid']:.2f}" for r in runs)
-    return (
-        f"| {name} | {flags} | {fids} | {_mean_sd([r['fid'] for r in runs], 2)} | "
-        f"{_mean_sd([r['precision'] for r in runs], 3)} | "
-        f"{_mean_sd([r['recall'] for r in runs], 3)} | "
-        f"{_mean_sd([r['classes_covered'] for r in runs], 1)} |"
-    )
-
-
 def table(args: argparse.Namespace) -> None:
-    baseline = [{"run": r["run"], **r["standing"]} for r in json.loads(BASELINE.read_text())]
+    every_run = recorded_runs(args.runs, args.out.with_suffix(".json"))
+    machines = {time_to_quality.machine_name(r["machine"]): r["machine"] for r in every_run}
     lines = [
-        "| hack | flags | FID at seeds 0, 1, 2 | FID | precision | recall | classes ≥ 2% |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        _row("none (`dcgan`)", "", baseline),
+        "| machine | hack | flags | FID at seeds | FID | FID against the baseline | precision "
+        "| recall | classes ≥ 2% |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    runs = {"none": baseline}
-    for name, flags in HACKS.items():
-        done = [args.runs / f"{name}-s{s}" for s in SEEDS]
-        done = [_scores(r) for r in done if (r / "eval.json").is_file()]
-        if done:
-            runs[name] = done
-            lines.append(_row(name, f"`{' '.join(flags)}`", done))
+    for machine in machines:
+        baseline = [
+            r["fid"]
+            for r in every_run
+            if r["hack"] == "baseline" and time_to_quality.machine_name(r["machine"]) == machine
+        ]
+        for name, flags in HACKS.items():
+            runs = sorted(
+                (
+                    r
+                    for r in every_run
+                    if r["hack"] == name and time_to_quality.machine_name(r["machine"]) == machine
+                ),
+                key=lambda r: r["seed"],
+            )
+            if not runs:
+                continue
+            fids = [r["fid"] for r in runs]
+            against = "–"
+            if baseline and name != "baseline":
+                against = f"{statistics.mean(fids) - statistics.mean(baseline):+.2f}"
+            shown_flags = f"`{' '.join(flags)}`" if flags else ""
+            lines.append(
+                f"| {machine} | {name} | {shown_flags} | "
+                + ", ".join(f"{r['seed']}: {r['fid']:.2f}" for r in runs)
+                + f" | {_mean_sd(fids, 2)} | {against} | "
+                f"{_mean_sd([r['precision'] for r in runs], 3)} | "
+                f"{_mean_sd([r['recall'] for r in runs], 3)} | "
+                f"{_mean_sd([r['classes_covered'] for r in runs], 1)} |"
+            )
+    lines.append("")
+    lines += [f"Machine {name}: {json.dumps(info)}" for name, info in machines.items()]
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": every_run}
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print("\n".join(lines))
 
 

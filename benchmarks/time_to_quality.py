@@ -64,6 +64,19 @@ def machine() -> dict:
     return info
 
 
+def machine_name(info: dict) -> str:
+    """A short name of a :func:`machine` record, for a table's column."""
+    name = f"{info['cpu']} (family {info.get('cpu_family')}, model {info.get('model')})"
+    return name.replace("(R)", "")
+
+
+def run_machine(folder: Path) -> dict:
+    """The machine ``folder``'s run finished on; this one for runs trained before runs said so
+    (each session's runs are trained and tabulated on its one machine)."""
+    recorded = folder / "machine.json"
+    return json.loads(recorded.read_text()) if recorded.is_file() else machine()
+
+
 def eval_every(preset: str, extra: list[str]) -> int:
     """About :data:`EVALUATIONS_PER_RUN` evaluations over the preset's run."""
     config = build_config(preset, overrides=_overrides(extra))
@@ -97,6 +110,9 @@ def train_or_resume(out: Path, flags: list[str]) -> None:
         command += [*flags, "--out", str(out)]
     print("==", " ".join(command), flush=True)
     subprocess.run(command, check=True)
+    # The project's machines change from session to session, and a benchmark spans sessions:
+    # each run says which CPU it finished on, so that only runs of one machine are compared.
+    (out / "machine.json").write_text(json.dumps(machine(), indent=1) + "\n")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -149,6 +165,7 @@ def read_run(folder: Path) -> dict:
         "kl_uniform": final.get("kl_uniform"),
         "seconds_to_fid": {str(t): first_reached(evaluations, t) for t in THRESHOLDS},
         "curve": [(r["step"], r["train_time_s"], r["fid"]) for r in evaluations],
+        "machine": run_machine(folder),
     }
 
 
