@@ -102,7 +102,7 @@ def table(args: argparse.Namespace) -> None:
             f"{_cell(runs, 'memorisation_ratio')} | {' + '.join(names)} |"
         )
     lines.append("")
-    lines += [f"Machine {name}: {json.dumps(info)}" for name, info in machines.items()]
+    lines += [time_to_quality.machine_line(info) for info in machines.values()]
     text = "\n".join(lines)
     print(text)
     if args.out and cells:

@@ -123,7 +123,7 @@ def table(args: argparse.Namespace) -> None:
                 f"{_mean_sd([r['classes_covered'] for r in runs], 1)} |"
             )
     lines.append("")
-    lines += [f"Machine {name}: {json.dumps(info)}" for name, info in machines.items()]
+    lines += [time_to_quality.machine_line(info) for info in machines.values()]
     record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": every_run}
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

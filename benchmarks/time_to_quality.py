@@ -70,6 +70,12 @@ def machine_name(info: dict) -> str:
     return name.replace("(R)", "")
 
 
+def machine_line(info: dict) -> str:
+    """A table's line naming a machine of its runs (their threads can differ from run to run)."""
+    fixed = {key: value for key, value in info.items() if key != "threads"}
+    return f"Machine {machine_name(info)}: {json.dumps(fixed)}"
+
+
 def run_machine(folder: Path) -> dict:
     """The machine ``folder``'s run finished on; this one for runs trained before runs said so
     (each session's runs are trained and tabulated on its one machine)."""
