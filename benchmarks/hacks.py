@@ -92,21 +92,14 @@ def table(args: argparse.Namespace) -> None:
         "| recall | classes ≥ 2% |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for entry in sorted(every_run, key=lambda r: r["seed"]):
+        machine = time_to_quality.machine_name(entry["machine"])
+        groups.setdefault((machine, entry["hack"]), []).append(entry)
     for machine in machines:
-        baseline = [
-            r["fid"]
-            for r in every_run
-            if r["hack"] == "baseline" and time_to_quality.machine_name(r["machine"]) == machine
-        ]
+        baseline = [r["fid"] for r in groups.get((machine, "baseline"), [])]
         for name, flags in HACKS.items():
-            runs = sorted(
-                (
-                    r
-                    for r in every_run
-                    if r["hack"] == name and time_to_quality.machine_name(r["machine"]) == machine
-                ),
-                key=lambda r: r["seed"],
-            )
+            runs = groups.get((machine, name))
             if not runs:
                 continue
             fids = [r["fid"] for r in runs]
