@@ -224,7 +224,10 @@ def table(args: argparse.Namespace) -> None:
         "eval_num": EVAL_NUM,
         "runs": runs,
     }
-    lines += ["", f"Machine: {json.dumps(machine())}; {EVAL_NUM:,} samples per evaluation."]
+    # The machines the runs ran on (each run records its own), not the one tabulating them.
+    machines = {machine_name(e["machine"]): e["machine"] for e in runs}
+    lines += ["", *(machine_line(info) for info in machines.values())]
+    lines.append(f"{EVAL_NUM:,} samples per evaluation.")
     text = "\n".join(lines)
     print(text)
     if args.out:
