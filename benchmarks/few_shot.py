@@ -6,14 +6,17 @@ iterations of batch 64 (100 images cannot fill a batch of 128).
 Not a test: 54 runs of minutes each, hours in all on a 2-core CPU. Fashion-MNIST needs
 Debian's ``dataset-fashion-mnist`` (``ganforge data fetch fashion-mnist`` says how). ``run``
 trains, one run at a time, whatever is not trained yet (an interrupted run is resumed), so the
-benchmark can be spread over several sessions; ``table`` writes the FID, recall and
-memorisation ratio of each cell (mean and standard deviation over seeds) from each run's final
-10,000-sample evaluation, and a chart of FID and memorisation ratio against the number of images.
-The project's machines change between sessions and take their run folders with them: ``table``
-keeps the runs recorded in ``OUT.json`` by earlier sessions beside the runs in ``--runs``, each
-with the CPU it ran on (a cell names its machine; compare cells of one machine only)::
+benchmark can be spread over several sessions (``--datasets``, ``--sizes``, ``--augments`` and
+``--seeds`` pick the runs, so a machine can take a share of them); ``table`` writes the FID,
+recall and memorisation ratio of each cell (mean and standard deviation over seeds) from each
+run's final 10,000-sample evaluation, and a chart of FID and memorisation ratio against the
+number of images. The project's machines change between sessions and take their run folders
+with them: ``table`` keeps the runs recorded in ``OUT.json`` by earlier sessions beside the runs
+in ``--runs``, each with the CPU it ran on (a cell names its machine; compare cells of one
+machine only)::
 
     python benchmarks/few_shot.py run --runs runs/few-shot
+    python benchmarks/few_shot.py run --datasets mnist --sizes 100 --augments ada --seeds 0
     python benchmarks/few_shot.py table --runs runs/few-shot --out benchmarks/few-shot
     python benchmarks/few_shot.py grids --runs runs/few-shot --dataset fashion-mnist \
         --size 1000 --seed 0 --out docs/few-shot-fashion-mnist-1000.png
@@ -43,7 +46,7 @@ def label(dataset: str, size: int, augment: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    for dataset, size, augment in itertools.product(args.datasets, args.sizes, AUGMENTS):
+    for dataset, size, augment in itertools.product(args.datasets, args.sizes, args.augments):
         flags = ["--dataset", dataset, "--train-size", str(size), "--train-subset", "balanced"]
         flags += ["--augment", augment, "--batch-size", str(BATCH_SIZE)]
         # Iterations, not epochs, are fixed: a large --epochs leaves --max-steps to end the run.
@@ -117,6 +120,7 @@ def chart(cells: dict[tuple[str, int, str], list[dict]], path: Path) -> None:
     """FID and memorisation ratio against the number of training images, one line per
     augmentation (mean over seeds, bars: the seeds' range), one row per data set (``cells``:
     the runs of each (data set, images, augmentation) that has any)."""
+    from matplotlib import ticker
     from matplotlib.figure import Figure
 
     datasets = [d for d in DATASETS if any(key[0] == d for key in cells)]
@@ -146,7 +150,14 @@ def chart(cells: dict[tuple[str, int, str], list[dict]], path: Path) -> None:
         fid_ax.set_title(f"{dataset}: FID (test split)")
         ratio_ax.axhline(1.0, color="black", linewidth=0.6, linestyle=":")
         ratio_ax.set(xscale="log", xlabel="training images", ylabel="memorisation ratio")
-        ratio_ax.set_title(f"{dataset}: memorisation ratio (< 1: copying)")
+        ratio_ax.set_title(f"{dataset}: memorisation (< 1: copying)")
+        for ax in row:
+            # Plain numbers on the log axes: 100, 1,000, 5,000 images; FID 5, 10, 20, 50.
+            ax.set_xticks(SIZES, [f"{n:,}" for n in SIZES])
+            ax.xaxis.set_minor_locator(ticker.NullLocator())
+        fid_ax.yaxis.set_major_locator(ticker.FixedLocator([2, 5, 10, 20, 50, 100, 200]))
+        fid_ax.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:g}"))
+        fid_ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         fid_ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -175,6 +186,7 @@ def main() -> None:
     run_parser.add_argument("--runs", type=Path, default=Path("runs/few-shot"))
     run_parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     run_parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    run_parser.add_argument("--augments", nargs="+", default=list(AUGMENTS), choices=AUGMENTS)
     run_parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     run_parser.add_argument("--iterations", type=int, default=ITERATIONS)
     table_parser = commands.add_parser("table", help="the table of the runs trained so far")
