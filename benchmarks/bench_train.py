@@ -55,7 +55,13 @@ from ganforge.config import build_config
 from ganforge.data import ensure_mnist, load_dataset, resolve_data_root
 from ganforge.nets import build_models, sample_noise
 from ganforge.objectives import OBJECTIVES
-from ganforge.training import build_trained_models, iterate_training, make_optimizer, resolve_device
+from ganforge.training import (
+    build_step,
+    build_trained_models,
+    iterate_training,
+    make_optimizer,
+    resolve_device,
+)
 from ganforge.training.performance import cpu_has_native_bf16, peak_memory_mb
 
 PRESETS = ("gan", "lsgan", "dcgan")
@@ -127,9 +133,10 @@ def ganforge_iterations(
     data = load_dataset("mnist", "train", data_root=data_root)
     images = data.images.to(device)
     torch.manual_seed(0)
-    gan = build_trained_models(config, device)
+    step = build_step(build_trained_models(config, device))
+    # epochs 0: no epoch limit; the caller stops iterating.
     for _ in iterate_training(
-        gan, images, batch_size=BATCH, epochs=10**9, data_generator=torch.Generator()
+        step, images, batch_size=BATCH, epochs=0, data_generator=torch.Generator()
     ):
         yield
 
@@ -181,9 +188,9 @@ class RecordComputeOps(TorchDispatchMode):
 def one_ganforge_step(preset: str, device: torch.device, mode) -> None:
     """Run one fp32 ganforge step (after a warm-up step) under a dispatch or counting mode."""
     config = build_config(preset, overrides={"batch_size": BATCH})
-    gan = build_trained_models(config, device)
+    step = build_step(build_trained_models(config, device))
     images = torch.randint(0, 256, (BATCH * 2, 1, 28, 28), dtype=torch.uint8, device=device)
-    steps = iterate_training(gan, images, batch_size=BATCH, epochs=2)
+    steps = iterate_training(step, images, batch_size=BATCH, epochs=2)
     next(steps)
     with mode:
         next(steps)

@@ -18,7 +18,7 @@ from time_to_quality import machine
 
 from ganforge.config import build_config
 from ganforge.data import load_dataset
-from ganforge.training import build_trained_models, iterate_training
+from ganforge.training import build_step, build_trained_models, iterate_training
 
 SETTINGS = [  # (g_width, d_width, batch_size, augment, precision)
     (1.0, 1.0, 128, "none", "fp32"),
@@ -47,13 +47,12 @@ def main() -> None:
         torch.manual_seed(0)
         models = build_trained_models(config, torch.device("cpu"))
         iterations = iterate_training(
-            models,
+            build_step(models, torch.Generator().manual_seed(1)),
             images,
             batch_size=batch,
             epochs=1,
             max_steps=WARM_UP + MEASURED,
             data_generator=torch.Generator().manual_seed(0),
-            noise_generator=torch.Generator().manual_seed(1),
         )
         for _, _ in zip(range(WARM_UP), iterations, strict=False):
             pass

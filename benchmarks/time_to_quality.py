@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ganforge.config import build_config
-from ganforge.training.loop import steps_per_epoch
+from ganforge.training.schedule import steps_per_epoch
 
 THRESHOLDS = (50, 20, 10, 5)
 EVALUATIONS_PER_RUN = 16

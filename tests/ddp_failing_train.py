@@ -12,21 +12,21 @@ import os
 import sys
 
 from ganforge.cli import main
-from ganforge.training import monitoring, run_folder
+from ganforge.training import hooks, monitoring
 
 
 def inject(rank: int, step: int, kind: str) -> None:
     if int(os.environ.get("RANK", "0")) != rank:
         return
     if kind == "disk-full":
-        sample_grid = run_folder.RunFolder.sample_grid
+        draw = hooks.GridHook.draw
 
         def full_disk(self, name, at):
             if at == step:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return sample_grid(self, name, at)
+            return draw(self, name, at)
 
-        run_folder.RunFolder.sample_grid = full_disk
+        hooks.GridHook.draw = full_disk
     elif kind == "crash":
         check_step = monitoring.TrainingMonitor.check_step
 

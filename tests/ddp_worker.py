@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ganforge.config import build_config
-from ganforge.training import build_trained_models, iterate_training
+from ganforge.training import build_step, build_trained_models, iterate_training
 from ganforge.training.distributed import init_process_group, shard_from_environment
 
 BATCH = 16
@@ -41,16 +41,16 @@ def run(architecture: str, steps: int) -> dict:
         dtype=torch.uint8,
     )
     torch.manual_seed(SEED + shard.rank)
-    gan = build_trained_models(config, device, shard)
+    gan = build_trained_models(config, device)
+    step = build_step(gan, torch.Generator().manual_seed(SEED + 1), shard)
     stats, rank_gaps = [], []
     for it in iterate_training(
-        gan,
+        step,
         images,
         batch_size=BATCH,
         epochs=10,
         max_steps=steps,
         data_generator=torch.Generator().manual_seed(SEED),
-        noise_generator=torch.Generator().manual_seed(SEED + 1),
     ):
         stats.append(it.stats)
         weights = flat_weights(gan)

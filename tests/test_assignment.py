@@ -171,3 +171,24 @@ def test_run_a_gan_stops_after_max_iterations(capsys):
     assert len(figures) == 3
     assert calls.count(A.discriminator_loss.__name__) == 5
     assert calls.count(A.generator_loss.__name__) == 5
+
+
+def test_run_a_gan_of_no_epochs_trains_nothing(capsys):
+    """As the assignment's ``for epoch in range(num_epochs)``: 0 epochs is no iteration, even
+    with ``max_iterations`` (the library's loop reads 0 epochs as "no epoch limit")."""
+    torch.manual_seed(0)
+    D, G = A.discriminator(), A.generator()
+    before = [p.detach().clone() for p in (*D.parameters(), *G.parameters())]
+    figures = A.run_a_gan(
+        D,
+        G,
+        A.get_optimizer(D),
+        A.get_optimizer(G),
+        A.discriminator_loss,
+        A.generator_loss,
+        num_epochs=0,
+        max_iterations=3,
+    )
+    assert figures == [] and capsys.readouterr().out == ""
+    after = list(D.parameters()) + list(G.parameters())
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))

@@ -307,3 +307,35 @@ def test_every_preset_trains_evaluates_and_samples_on_tiny_data(tmp_path, preset
     assert (run / "samples" / "final.png").is_file()
     assert main(["sample", str(run), "--num", "4", "--grid", str(grid)]) == 0
     assert grid.is_file()
+
+
+def test_train_help_shows_the_settings_groups_and_every_flag_has_help(capsys):
+    import argparse
+
+    from ganforge.cli import build_parser
+    from ganforge.config import SETTING_GROUPS, SETTINGS
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    headings = [line[:-1] for line in out.splitlines() if line.endswith(":") and line[0] != " "]
+    assert headings == ["options", "run", *SETTING_GROUPS]
+    for flag in ("--lr-g X", "--augment-policy NAME", "--out PATH", "--data-root PATH"):
+        assert flag in out
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = [
+        a for a in commands.choices["train"]._actions if a.option_strings != ["-h", "--help"]
+    ]
+    assert len(actions) == 5 + sum(s.group is not None for s in SETTINGS.values())
+    for action in actions:
+        assert action.help and action.help.strip(), action.option_strings
+
+
+def test_a_length_given_on_the_command_line_outranks_the_presets_epochs(tmp_path):
+    # 64 images in batches of 32: the gan preset's 10 epochs are 20 iterations.
+    run = tmp_path / "run"
+    assert tiny_train(run, "--preset", "gan", "--train-size", "64", "--max-steps", "22") == 0
+    assert json.loads((run / "config.json").read_text())["epochs"] == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["steps"], summary["stopped_by"]) == (22, "steps")

@@ -23,7 +23,7 @@ from ganforge.nets import (
     ProjectionDiscriminator,
 )
 from ganforge.sampling import balanced_labels, generate
-from ganforge.training import build_trained_models, gan_step
+from ganforge.training import build_step, build_trained_models
 
 CPU = torch.device("cpu")
 
@@ -97,10 +97,11 @@ def test_a_conditional_step_needs_and_uses_labels(preset):
     config = build_config(preset, overrides={"device": "cpu", "num_classes": 10})
     gan = build_trained_models(config, CPU)
     real, labels = torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
-    stats, fake = gan_step(gan, real, torch.Generator().manual_seed(0), labels)
+    step = build_step(gan, torch.Generator().manual_seed(0))
+    stats, fake = step(real, labels)
     assert fake.shape == (6, 1, 28, 28) and all(np.isfinite(v) for v in stats.values())
     with pytest.raises(ValueError, match="pass labels"):
-        gan_step(gan, real)
+        step(real)
 
 
 def test_sample_by_class_and_per_class_grid_from_the_cli(tmp_path, capsys):
@@ -160,7 +161,7 @@ def test_acgan_discriminator_classifies_real_images_only():
     gan = build_trained_models(config, CPU)
     generator, discriminator = copy.deepcopy(gan.generator), copy.deepcopy(gan.discriminator)
     real, real_labels = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
-    stats, _ = gan_step(gan, real, torch.Generator().manual_seed(3), real_labels)
+    stats, _ = build_step(gan, torch.Generator().manual_seed(3))(real, real_labels)
 
     draws = torch.Generator().manual_seed(3)  # the step's first draws: noise, then labels
     noise = sample_noise(8, config.noise_dim, generator=draws)

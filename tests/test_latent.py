@@ -12,7 +12,8 @@ from torch import nn
 from conftest import tiny_train
 from ganforge.cli import main
 from ganforge.errors import GanforgeError
-from ganforge.sampling import generate, interpolate
+from ganforge.nets import build_generator
+from ganforge.sampling import generate, generate_from, interpolate
 
 
 def test_linear_interpolation_is_a_straight_walk():
@@ -62,6 +63,25 @@ def test_truncation_draws_the_noise_from_the_central_part(psi):
     assert noise.abs().max() > 0.95 * psi  # the whole of [-psi, psi], not less
     # The same seed walks the same noise, scaled: samples stay comparable across psi.
     torch.testing.assert_close(noise, generate(Echo(), 2000, 8, seed=3) * psi)
+
+
+def test_labels_are_checked_before_they_reach_the_generator():
+    noise = torch.rand(6, 8) * 2 - 1
+    with pytest.raises(GanforgeError, match="the generator is not class-conditional"):
+        generate_from(Echo(), noise, torch.zeros(6, dtype=torch.long))
+    conditional = build_generator("mlp", 8, "projection", 10).eval()
+    labels = torch.tensor([0, 9, 3, 3, 1, 2])
+    with torch.no_grad():
+        expected = conditional(noise, labels)
+    torch.testing.assert_close(generate_from(conditional, noise, labels, batch_size=4), expected)
+    for bad, message in (
+        (torch.tensor([0, 10, 3, 3, 1, 2]), r"labels must be from 0 to 9; got values from 0 to 10"),
+        (torch.tensor([0, -1, 3, 3, 1, 2]), r"labels must be from 0 to 9; got values from -1 to 3"),
+        (torch.tensor([0, 1, 2]), r"labels must have shape \(6,\), one per image; got \(3,\)"),
+        (labels.float(), r"labels must be integers \(class indices\), got torch.float32"),
+    ):
+        with pytest.raises(GanforgeError, match=message):
+            generate_from(conditional, noise, bad)
 
 
 def test_interpolate_and_truncated_sampling_from_the_cli(tmp_path, capsys):

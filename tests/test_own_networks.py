@@ -36,6 +36,10 @@ def build(noise_dim, image_shape):
         nn.Flatten(), nn.Linear(pixels, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1)
     )
     return generator, discriminator
+
+
+def broken(noise_dim, image_shape):
+    return build(noise_dim, image_shape)[0], "a discriminator"
 '''
 
 
@@ -100,6 +104,10 @@ def test_a_run_of_your_own_networks_trains_resumes_samples_evaluates_and_exports
             "architecture no_such_module_here:build: cannot import no_such_module_here",
         ),
         (["--architecture", f"{MODULE}:missing"], f"{MODULE} has no callable missing"),
+        (
+            ["--architecture", f"{MODULE}:broken"],
+            f"architecture {MODULE}:broken: the discriminator is a str, not a torch.nn.Module",
+        ),
         (["--architecture", ARCHITECTURE, "--preset", "vae"], "your own networks train as GANs"),
         (
             ["--architecture", ARCHITECTURE, "--conditioning", "projection"],

@@ -12,10 +12,14 @@ instead of 2e-4 moves dcgan-ema's by 0.77 and wgan-gp's by 0.058. Hence the tole
 
 ``fixtures/checkpoint-7f21795-step2.pt`` is a checkpoint written by 7f21795 (small radford
 networks with an EMA, RMSprop, iteration 2 of 4): it must load, sample and resume.
+``fixtures/checkpoint-32657bc-step2.pt``, written by 32657bc (before the second redesign), holds
+what that version added: ADA's state, standing BatchNorm statistics, a run with label smoothing,
+label flips and instance noise (``fixtures/make_checkpoint_32657bc.py`` made it).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -33,6 +37,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PINNED = np.load(FIXTURES / "pinned_samples.npz")
 OLD_CHECKPOINT = FIXTURES / "checkpoint-7f21795-step2.pt"
 OLD_SAMPLES = np.load(FIXTURES / "checkpoint-7f21795-samples.npz")
+CHECKPOINT_32657BC = FIXTURES / "checkpoint-32657bc-step2.pt"
+#: Samples (seed 3) at iterations 2, 4 and 6 (``step2``...), ADA's (p, sign_sum, counted) there.
+SAMPLES_32657BC = np.load(FIXTURES / "checkpoint-32657bc-samples.npz")
 TOLERANCE = 1e-2
 
 
@@ -48,17 +55,12 @@ def test_a_short_run_draws_the_images_7f21795_drew(tmp_path, preset):
     assert np.abs(got - PINNED[preset]).max() < TOLERANCE
 
 
-def old_run_folder(tmp_path: Path) -> Path:
-    """A run folder around the 7f21795 checkpoint, as that version left it."""
+def old_run_folder(tmp_path: Path, checkpoint: Path = OLD_CHECKPOINT) -> Path:
+    """A run folder around an old version's iteration-2 checkpoint, as that version left it."""
     run = tmp_path / "old-run"
     (run / "checkpoints").mkdir(parents=True)
-    shutil.copy(
-        OLD_CHECKPOINT,
-        run
-        / "checkpoints"
-        / OLD_CHECKPOINT.name.replace("checkpoint-7f21795-step2", "step_0000002"),
-    )
-    config = load_checkpoint(OLD_CHECKPOINT)["config"]
+    shutil.copy(checkpoint, run / "checkpoints" / "step_0000002.pt")
+    config = load_checkpoint(checkpoint)["config"]
     (run / "config.json").write_text(json.dumps(config))
     return run
 
@@ -94,3 +96,76 @@ def tensors(state) -> list[torch.Tensor]:
     if isinstance(state, (list, tuple)):
         return [t for item in state for t in tensors(item)]
     return []
+
+
+def test_a_32657bc_checkpoint_loads_and_samples_as_it_did():
+    checkpoint = load_checkpoint(CHECKPOINT_32657BC)
+    config = load_run(CHECKPOINT_32657BC).config
+    assert (config.augment, config.standing_stats, config.real_label) == ("ada", True, 0.9)
+    assert (config.flip_labels, config.instance_noise, config.g_width) == (0.05, 0.1, 0.5)
+    assert checkpoint["ada"] == {"p": 0.0, "sign_sum": -0.375, "counted": 2}
+    # Its samples come from the standing statistics, which differ from the training-time ones.
+    standing, trained = checkpoint["generator_standing"], checkpoint["generator"]
+    means = [key for key in trained if key.endswith("running_mean")]
+    assert means and not any(torch.equal(standing[key], trained[key]) for key in means)
+    got = sample(CHECKPOINT_32657BC, 16, seed=3).numpy()
+    assert np.abs(got - SAMPLES_32657BC["step2"]).max() < 1e-5
+
+
+def ada_state(run: Path) -> tuple[float, int]:
+    """ADA's p and the iterations it has counted towards its next move, in a run's newest
+    checkpoint."""
+    ada = load_checkpoint(run)["ada"]
+    return ada["p"], ada["counted"]
+
+
+def test_a_32657bc_checkpoint_resumes_as_its_run_went_on(tmp_path):
+    old = SAMPLES_32657BC
+    # Iteration 4, where ADA's p moved (from 0 to 0.32) on the signs of iterations 1 to 4: it
+    # moves only if the two counted before the checkpoint came back with it.
+    twice = old_run_folder(tmp_path / "twice", CHECKPOINT_32657BC)
+    assert main(["train", "--resume", str(twice), "--max-steps", "4", "--quiet"]) == 0
+    assert np.abs(pinned_samples(twice) - old["step4"]).max() < TOLERANCE
+    assert ada_state(twice) == (old["ada4"][0], old["ada4"][2]) == (0.32, 0)
+    # Iterations 5 and 6 augment with that p.
+    assert main(["train", "--resume", str(twice), "--max-steps", "6", "--quiet"]) == 0
+    assert np.abs(pinned_samples(twice) - old["step6"]).max() < TOLERANCE
+    assert ada_state(twice) == (old["ada6"][0], old["ada6"][2])
+    # And bit for bit the same as resuming once to the run's own --max-steps 6.
+    once = old_run_folder(tmp_path / "once", CHECKPOINT_32657BC)
+    assert main(["train", "--resume", str(once), "--quiet"]) == 0
+    a, b = load_checkpoint(once), load_checkpoint(twice)
+    assert a["step"] == b["step"] == 6 and a["ada"] == b["ada"]
+    keys = ("generator", "generator_standing", "discriminator", "g_optimizer", "d_optimizer")
+    for key in (*keys, "rng_states"):
+        x, y = tensors(a[key]), tensors(b[key])
+        assert len(x) == len(y) and all(torch.equal(u, v) for u, v in zip(x, y, strict=True)), key
+
+
+def identical_check():
+    """``benchmarks/identical_check.py``, the old-against-new check, as a module."""
+    path = Path(__file__).parents[1] / "benchmarks" / "identical_check.py"
+    spec = importlib.util.spec_from_file_location("identical_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_identical_check_tells_a_changed_preset_from_an_unchanged_one(tmp_path, capsys):
+    check, root = identical_check(), Path(__file__).parents[1]
+    ours = tmp_path / "ours.json"
+    assert check.main(["--src", str(root), "--presets", "gan", "--json", str(ours)]) == 0
+    hashes = json.loads(ours.read_text())
+    assert set(hashes) == {"gan", "gan weights"}
+    assert all(len(value) == 64 for value in hashes.values())
+    assert check.main(["--compare", str(ours), str(ours)]) == 0
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(hashes | {"gan": "0" * 64}))
+    capsys.readouterr()
+    assert check.main(["--compare", str(changed), str(ours)]) == 1
+    table = capsys.readouterr().out
+    assert f"| gan | {'0' * 16} | {hashes['gan'][:16]} | NO |" in table
+    assert "| gan weights |" in table and table.count("| yes |") == 1
+    # A tree that is not one says so in one line.
+    assert check.main(["--src", str(tmp_path), "--presets", "gan"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -29,7 +29,7 @@ from ganforge.checkpoint_file import checkpoint_paths, load_checkpoint
 from ganforge.cli import main
 from ganforge.objectives import OBJECTIVES, Objective, gan_discriminator_loss
 from ganforge.steplog import read_step_log
-from ganforge.training.loop import checkpointed_epochs
+from ganforge.training.schedule import checkpointed_epochs
 
 
 def error_lines(capsys) -> list[str]:
@@ -83,13 +83,16 @@ def logged_steps(run: Path) -> list[dict]:
         ("dcgan", 320, 6, 12, ("--no-standing-stats",)),  # the running statistics alone
         # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
         ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
-        # every GAN hack at once: augmentation, label draws, annealed noise, two rates
+        # every GAN hack at once: augmentation, label draws, noise annealed over the epochs,
+        # two rates
         (
             "gan",
             600,
             7,
             14,
             (
+                "--epochs",
+                "10",
                 "--augment",
                 "diffaugment",
                 "--real-label",
@@ -431,16 +434,16 @@ def test_a_full_disk_mid_run_is_one_clear_error_and_keeps_the_checkpoint(
 
 
 def test_an_unwritable_run_folder_mid_run_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    import ganforge.training.run_folder
+    import ganforge.training.hooks
 
-    real_save_grid = ganforge.training.run_folder.save_grid
+    real_save_grid = ganforge.training.hooks.save_grid
 
     def save_grid(images, path, *args):
         if "step_0000006" in str(path):
             raise PermissionError(errno.EACCES, "Permission denied")
         real_save_grid(images, path, *args)
 
-    monkeypatch.setattr(ganforge.training.run_folder, "save_grid", save_grid)
+    monkeypatch.setattr(ganforge.training.hooks, "save_grid", save_grid)
     run = tmp_path / "run"
     assert tiny_train(run, "--max-steps", "12", "--checkpoint-every", "3") == 2
     lines = error_lines(capsys)

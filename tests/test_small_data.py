@@ -21,7 +21,8 @@ from ganforge.objectives import (
     lsgan_labelled_discriminator_loss,
 )
 from ganforge.steplog import read_step_log
-from ganforge.training import build_trained_models
+from ganforge.training import build_step, build_trained_models
+from ganforge.training.parts import InstanceNoise
 
 NUM = 6
 
@@ -171,10 +172,10 @@ def test_widths_scale_the_networks():
 
 def test_instance_noise_is_annealed_linearly_over_the_planned_run():
     config = build_config("dcgan", overrides={"instance_noise": 0.4})
-    models = build_trained_models(config, torch.device("cpu"))
-    assert models.instance_noise == pytest.approx(0.4)
-    models.progress = 0.75
-    assert models.instance_noise == pytest.approx(0.1)
+    step = build_step(build_trained_models(config, torch.device("cpu")))
+    (noise,) = [view for view in step.views if isinstance(view, InstanceNoise)]
+    assert noise.sigma_at(0.0) == pytest.approx(0.4)
+    assert noise.sigma_at(0.75) == pytest.approx(0.1)
 
 
 def test_an_ada_run_logs_and_draws_p_and_diffaugment_trains(tmp_path):

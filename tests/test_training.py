@@ -13,7 +13,7 @@ from ganforge.cli import main
 from ganforge.config import TrainConfig
 from ganforge.nets import build_models, sample_noise
 from ganforge.objectives import OBJECTIVES
-from ganforge.training import TrainedModels, gan_step, make_optimizer
+from ganforge.training import GanStep, TrainedModels, build_step, make_optimizer
 from ganforge.training.performance import cpu_has_native_bf16, prepare_for_speed
 
 CPU = torch.device("cpu")
@@ -52,10 +52,8 @@ def make_pair(architecture: str, loss: str = "gan"):
 
 def ganforge_gan(G, D, objective, **settings) -> TrainedModels:
     G, D = prepare_for_speed(G, CPU), prepare_for_speed(D, CPU)
-    config = TrainConfig(noise_dim=96, **settings)
-    return TrainedModels(
-        config, G, D, make_optimizer(G, device=CPU), make_optimizer(D, device=CPU), objective
-    )
+    config = TrainConfig(noise_dim=96, loss=objective.name, **settings)
+    return TrainedModels(config, G, D, make_optimizer(G, device=CPU), make_optimizer(D, device=CPU))
 
 
 def flat(*models) -> torch.Tensor:
@@ -80,7 +78,7 @@ def test_the_step_computes_the_assignments_arithmetic(architecture, loss):
         G_ref, D_ref, make_optimizer(G_ref), make_optimizer(D_ref), objective, real, noise_seed=9
     )
     gan = ganforge_gan(G, D, objective)
-    stats, fake = gan_step(gan, real, torch.Generator().manual_seed(9))
+    stats, fake = build_step(gan, torch.Generator().manual_seed(9))(real)
     # Same losses, same updated weights: one D pass over real and fake instead of two,
     # channels_last convolutions and fused Adam only round differently.
     assert stats["d_loss"] == pytest.approx(d_ref, rel=1e-12)
@@ -110,9 +108,9 @@ def test_a_discriminator_with_batchnorm_scores_real_and_fake_in_separate_passes(
     d_ref, g_ref = seed_loop_step(
         G_ref, D_ref, make_optimizer(G_ref), make_optimizer(D_ref), objective, real, noise_seed=9
     )
-    gan = ganforge_gan(G, D, objective)
-    assert not gan.joint_d_pass
-    stats, _ = gan_step(gan, real, torch.Generator().manual_seed(9))
+    step = build_step(ganforge_gan(G, D, objective), torch.Generator().manual_seed(9))
+    assert not step.joint_d_pass
+    stats, _ = step(real)
     assert stats["d_loss"] == pytest.approx(d_ref, rel=1e-12)
     assert stats["g_loss"] == pytest.approx(g_ref, rel=1e-12)
     torch.testing.assert_close(flat(G, D), flat(G_ref, D_ref), rtol=0, atol=1e-9)
@@ -123,7 +121,7 @@ def test_the_g_step_leaves_a_partly_frozen_discriminator_as_it_was():
     first_layer = D.net[1]
     first_layer.requires_grad_(False)
     before = first_layer.weight.detach().clone()
-    gan_step(ganforge_gan(G, D, objective), real_batch())
+    build_step(ganforge_gan(G, D, objective))(real_batch())
     assert not first_layer.weight.requires_grad and torch.equal(first_layer.weight, before)
     assert all(p.requires_grad for name, p in D.named_parameters() if not name.startswith("net.1"))
 
@@ -132,15 +130,15 @@ def test_a_failing_first_step_leaves_no_run_folder(tmp_path, monkeypatch):
     def broken_step(*args, **kwargs):
         raise RuntimeError("no kernel for this device")
 
-    monkeypatch.setattr("ganforge.training.step.gan_step", broken_step)
+    monkeypatch.setattr(GanStep, "__call__", broken_step)
     with pytest.raises(RuntimeError, match="no kernel"):
         main(["train", "--out", str(tmp_path / "run"), *TINY_FLAGS])
     assert not (tmp_path / "run").exists()  # the same --out works once the cause is fixed
 
 
 def run_steps(gan: TrainedModels, steps: int) -> list[dict[str, float]]:
-    noise_generator = torch.Generator().manual_seed(9)
-    return [gan_step(gan, real_batch(), noise_generator)[0] for _ in range(steps)]
+    step = build_step(gan, torch.Generator().manual_seed(9))
+    return [step(real_batch())[0] for _ in range(steps)]
 
 
 def test_bf16_autocast_trains_like_fp32():

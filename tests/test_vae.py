@@ -19,7 +19,7 @@ from ganforge.errors import GanforgeError
 from ganforge.nets import DCGANDiscriminator, MLPDiscriminator, VAEEncoder, sample_noise
 from ganforge.objectives import elbo, gaussian_kl, log_likelihood, reparameterise
 from ganforge.sampling import load_generator
-from ganforge.training import build_trained_models, iterate_training, vae_step
+from ganforge.training import VaeStep, build_step, build_trained_models, iterate_training
 
 
 def test_elbo_of_a_hand_worked_case():
@@ -112,15 +112,14 @@ def test_vae_steps_raise_the_elbo(likelihood):
     vae = build_trained_models(config, torch.device("cpu"))
     images = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
     images[:, :, 8:20, 8:20] = 255  # one square: easy to reconstruct
-    noise = torch.Generator().manual_seed(1)
+    step = build_step(vae, torch.Generator().manual_seed(1))
+    assert isinstance(step, VaeStep)
     losses = [
         it.stats["loss"]
-        for it in iterate_training(
-            vae, images, batch_size=32, epochs=15, noise_generator=noise, shuffle=False
-        )
+        for it in iterate_training(step, images, batch_size=32, epochs=15, shuffle=False)
     ]
     assert losses[-1] < 0.7 * losses[0]
-    stats, _ = vae_step(vae, images[:32].float() / 127.5 - 1, noise)
+    stats, _ = step(images[:32].float() / 127.5 - 1)
     assert stats["loss"] == pytest.approx(stats["reconstruction"] + stats["kl"], rel=1e-5)
     assert stats["kl"] >= 0
 

@@ -117,6 +117,19 @@ ROWS = [
     pytest.param("train --device tpu", 2, "device must be one of auto, cpu, cuda, mps"),
     pytest.param("train --precision fp8", 2, "precision must be one of fp32, bf16, fp16"),
     pytest.param("train --on-nan explode", 2, "on_nan must be one of stop, skip-step"),
+    pytest.param("train --channels 2.5", 2, "argument --channels: invalid int value: '2.5'"),
+    # --- train: settings that contradict each other
+    pytest.param(
+        "train --epochs 0 --lr 1e-3", 2, "epochs must be an integer ≥ 1, got 0; 0 (no epoch"
+    ),
+    pytest.param(
+        "train --preset dcgan --instance-noise 0.1 --time-budget 60",
+        2,
+        "instance_noise falls to 0 over the run's epochs",
+    ),
+    pytest.param("train --preset dcgan --xflip", 2, "a mirrored digit is not a digit"),
+    pytest.param("train --preset wgan --augment ada", 2, "says nothing for a Wasserstein critic"),
+    pytest.param("train --preset vae --lr-g 0.001", 2, "lr_g is a GAN option"),
     # --- train: several problems at once
     pytest.param(
         "train --epochs 0 --lr 10 --device tpu --on-nan explode",

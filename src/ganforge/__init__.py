@@ -20,20 +20,6 @@ from typing import TYPE_CHECKING
 
 from ganforge.version import __version__
 
-#: The entry points, imported from :mod:`ganforge.api` on first use (PEP 562), so that the
-#: command line, which needs one of them at most, starts without importing all of ganforge.
-API = (
-    "Evaluation",
-    "LoadedRun",
-    "Scores",
-    "evaluate",
-    "export",
-    "load_run",
-    "resume",
-    "sample",
-    "train",
-)
-
 if TYPE_CHECKING:
     from ganforge.api import (
         Evaluation,

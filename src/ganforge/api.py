@@ -4,7 +4,8 @@
 ``ganforge train`` does; ``resume`` continues a run; ``load_run`` rebuilds a run's generator;
 ``sample`` draws images from a run; ``evaluate`` scores a run or an ``.npz`` of samples;
 ``export`` writes a run's generator as ONNX. Each returns a typed result. The packages below
-stay importable for those who need more.
+stay importable for those who need more. A ``device`` is a name (``auto``: CUDA, then MPS,
+then the CPU; ``cpu``, ``cuda``, ``cuda:1``, ``mps``) or a ``torch.device``.
 
 A run of user-defined networks (``architecture="module:callable"``) is read back only with
 ``trust_code=True``, since rebuilding its networks imports that module; a run of networks the
@@ -14,9 +15,9 @@ script handed to :func:`train` is read back by handing the same kind of ``genera
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,11 +25,14 @@ from torch import nn
 from ganforge.checkpoint_file import resolve_checkpoint
 from ganforge.config import GIVEN_NETWORKS, TrainConfig, build_config
 from ganforge.console import SILENT, Console
-from ganforge.eval import evaluate as _evaluate
+from ganforge.devices import resolve_device
+from ganforge.eval import score_source
 from ganforge.exporting import export_onnx
+from ganforge.nets import class_count
 from ganforge.sampling import generate, load_generator
-from ganforge.training import RunSummary, open_resume
-from ganforge.training import train as _train
+
+if TYPE_CHECKING:
+    from ganforge.training import RunSummary
 
 
 def train(
@@ -51,11 +55,13 @@ def train(
     score per image, ``(N, 1)`` or ``(N,)``. Returns the run's summary (``run_dir``, steps,
     wall time, speed, last losses).
     """
+    from ganforge.training import train as train_run  # on use: sampling needs no training
+
     networks = _networks(generator, discriminator)
     if networks is not None:
         settings = {**settings, "architecture": GIVEN_NETWORKS}
     config = build_config(preset, config_file, settings)
-    return _train(config, console, networks=networks)
+    return train_run(config, console, networks=networks)
 
 
 def resume(
@@ -70,21 +76,54 @@ def resume(
     """Continue the run in ``run_dir`` from its newest checkpoint, exactly, with the changes
     ``--resume`` allows (``epochs``, ``max_steps``, evaluation and logging settings); a run of
     networks the script handed in takes them again (``generator``, ``discriminator``)."""
+    from ganforge.training import open_resume
+    from ganforge.training import train as train_run
+
     networks = _networks(generator, discriminator)
     point = open_resume(
         run_dir, changes, trust_code=trust_code, networks_given=networks is not None
     )
-    return _train(point.config, console, resume=point, networks=networks)
+    return train_run(point.config, console, resume=point, networks=networks)
 
 
 @dataclass(frozen=True)
 class LoadedRun:
     """A run's sampling generator (in eval mode, on ``device``, the EMA's weights where the run
-    kept an EMA) with the settings it was trained with, read from ``checkpoint``."""
+    kept an EMA) with the settings it was trained with, read from ``checkpoint``; load it once
+    and :meth:`sample` as often as needed."""
 
     generator: nn.Module
     config: TrainConfig
     checkpoint: Path
+    device: torch.device
+
+    @property
+    def classes(self) -> int:
+        """How many classes the generator draws (0: it is unconditional)."""
+        return class_count(self.generator)
+
+    def sample(
+        self,
+        num: int = 64,
+        *,
+        seed: int = 0,
+        truncation: float = 1.0,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``num`` images ``(num, C, H, W)`` in ``[-1, 1]``, on the CPU, as :func:`sample` and
+        ``ganforge sample`` draw them (the same ``seed`` gives the same images; ``truncation``
+        ψ in ``(0, 1]`` scales the noise). A conditional run draws the classes ``labels``
+        (integers ``(num,)`` in ``[0, classes)``), every class equally often by default."""
+        return generate(
+            self.generator,
+            num,
+            self.config.noise_dim,
+            seed=seed,
+            noise=self.config.noise,
+            truncation=truncation,
+            labels=labels,
+            device=self.device,
+        )
 
 
 def load_run(
@@ -94,11 +133,12 @@ def load_run(
     trust_code: bool = False,
     generator: nn.Module | None = None,
 ) -> LoadedRun:
-    """The generator of a run folder's newest checkpoint (or of a checkpoint file). It maps
-    noise ``(N, config.noise_dim)`` (and labels ``(N,)`` when class-conditional) to images
-    ``(N, C, H, W)`` in ``[-1, 1]``."""
+    """The generator of a run folder's newest checkpoint (or of a checkpoint file), on
+    ``device`` (``auto`` picks one). It maps noise ``(N, config.noise_dim)`` (and labels
+    ``(N,)`` when class-conditional) to images ``(N, C, H, W)`` in ``[-1, 1]``."""
+    device = resolve_device(device)
     loaded, config = load_generator(run, device, trust_code=trust_code, generator=generator)
-    return LoadedRun(loaded, config, resolve_checkpoint(run))
+    return LoadedRun(loaded, config, resolve_checkpoint(run), device)
 
 
 def sample(
@@ -114,18 +154,10 @@ def sample(
 ) -> torch.Tensor:
     """``num`` images ``(num, C, H, W)`` in ``[-1, 1]`` from a run, as ``ganforge sample``
     draws them (the same ``seed`` gives the same images); a conditional run draws the classes
-    ``labels`` ``(num,)``, every class equally often by default."""
-    loaded, config = load_generator(run, device, trust_code=trust_code, generator=generator)
-    return generate(
-        loaded,
-        num,
-        config.noise_dim,
-        seed=seed,
-        noise=config.noise,
-        truncation=truncation,
-        labels=labels,
-        device=device,
-    )
+    ``labels`` ``(num,)``, every class equally often by default. To draw several times from
+    one run, :func:`load_run` it once and call :meth:`LoadedRun.sample`."""
+    loaded = load_run(run, device, trust_code=trust_code, generator=generator)
+    return loaded.sample(num, seed=seed, truncation=truncation, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -134,7 +166,11 @@ class Scores:
     Inception Score in the evaluator's feature space, precision/recall/density/coverage,
     mode coverage (``class_histogram``: class → share of the images), the memorisation ratio
     (below 1: samples sit closer to training images than real test images do) and, for a
-    conditional run, the conditional accuracy."""
+    conditional run, the conditional accuracy.
+
+    ``extra`` keeps every other value the scoring wrote (a metric newer than these fields, say,
+    or ``space``: ``pixels`` for a folder scored without an evaluator), so that nothing of
+    ``ganforge eval --json``'s object is lost."""
 
     num: int | None = None
     fid: float | None = None
@@ -149,12 +185,18 @@ class Scores:
     class_histogram: dict[str, float] | None = None
     memorisation_ratio: float | None = None
     conditional_accuracy: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Scores | None:
+        """The scores of one column of ``ganforge eval --json`` (``None`` stays ``None``): each
+        key with a field goes there, every other key into ``extra``."""
         if values is None:
             return None
-        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+        named = {f.name for f in fields(cls)} - {"extra"}
+        known = {key: value for key, value in values.items() if key in named}
+        extra = {key: value for key, value in values.items() if key not in named}
+        return cls(**known, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -183,7 +225,7 @@ def evaluate(
     """Score a run folder, a checkpoint or an ``.npz`` of uint8 samples as ``ganforge eval``
     does (``options``: ``dataset``, ``evaluator_path``, ``seed``, ``prdc_num``,
     ``data_root``)."""
-    raw = _evaluate(source, num=num, trust_code=trust_code, generator=generator, **options)
+    raw = score_source(source, num=num, trust_code=trust_code, generator=generator, **options)
     return Evaluation(
         raw["source"],
         raw["dataset"],

@@ -12,78 +12,26 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from ganforge.config import DEVICES, MAX_SAMPLES, MAX_SEED, TrainConfig, build_config
-from ganforge.data import check_dataset_name
+from ganforge.config import (
+    DEVICES,
+    KINDS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    SETTING_GROUPS,
+    SETTINGS,
+    TrainConfig,
+    build_config,
+    settings,
+)
+from ganforge.data import check_dataset_name, fetchable_datasets
 from ganforge.errors import GanforgeError, TrainingStopped
+from ganforge.exporting import FORMATS
 from ganforge.files import atomic_write_text, read_json
 from ganforge.presets import PRESETS
 from ganforge.version import __version__
 
-FLAG_HELP = {
-    "architecture": "network pair: mlp or dcgan (the assignment's, 28×28 grayscale), radford "
-    "(Radford et al.'s DCGAN: 32 or 64 px, grayscale or colour), or your own as "
-    "module:callable (see the README)",
-    "g_width": "scale the built-in generator's hidden sizes (0.5: half as wide; default 1)",
-    "d_width": "scale the built-in discriminator's hidden sizes (default 1)",
-    "loss": "objective: gan (BCE, non-saturating G), lsgan (least squares), wgan, hinge, or "
-    "elbo (train a VAE: G decodes, D's layers encode)",
-    "init": "weight init: default (PyTorch's) or xavier (the assignment's initialize_weights)",
-    "dataset": "mnist, fashion-mnist, cifar10 (torchvision's files under the data root) or "
-    "folder:PATH (your images; sub-folders are classes)",
-    "data_root": "where datasets live (default: $GANFORGE_DATA, else ~/.cache/ganforge)",
-    "download": "allow downloading from the original dataset mirrors",
-    "train_size": "train on at most this many images (mnist default: the assignment's 50000)",
-    "train_subset": "which --train-size images: first (the first N, the assignment's cut) or "
-    "balanced (the first N/K of each of the K classes)",
-    "epochs": "passes over the training images",
-    "max_steps": "stop after this many iterations",
-    "time_budget": "stop once this many seconds of training steps are spent (grids, evaluations "
-    "and checkpoints not counted), then finish as at the end of a run; with --epochs and "
-    "--max-steps, whichever comes first ends the run",
-    "batch_size": "images per iteration",
-    "optimizer": "adam or rmsprop (WGAN's), for both networks",
-    "lr": "learning rate of both networks",
-    "beta1": "Adam beta1",
-    "beta2": "Adam beta2",
-    "n_critic": "discriminator updates per generator update (WGAN: 5)",
-    "gp_weight": "WGAN-GP's λ: gradient penalty on real/fake interpolates (0: off; one process)",
-    "r1_gamma": "R1's γ: gradient penalty on real images (0: off; one process)",
-    "weight_clip": "clip D's weights to [-c, c] after each update (WGAN: 0.01; 0: off)",
-    "spectral_norm": "spectral normalisation of D's linear and convolutional layers",
-    "ema": "decay per iteration of an EMA of G's weights used for samples and scores "
-    "(e.g. 0.999; 0: off)",
-    "ema_every": "average G into the EMA every N iterations, at decay**N (default 10)",
-    "standing_stats": "sample and score G with BatchNorm statistics re-estimated for its "
-    "current weights (an EMA always is)",
-    "conditioning": "none, projection (a projection D) or acgan (an auxiliary classifier D): "
-    "class-conditional G and D",
-    "num_classes": "classes a conditional run draws (default: the dataset's)",
-    "noise_dim": "dimension of G's noise (a VAE's latent code)",
-    "image_size": "image height and width: mlp and dcgan draw 28; radford 32 (default) or 64",
-    "channels": "1 or 3; default: 1 for mlp and dcgan, the dataset's for radford",
-    "noise": "G's noise: uniform on [-1, 1) (the assignment's) or normal (a VAE's prior)",
-    "likelihood": "a VAE's p(x | z): bernoulli (grey levels as probabilities) or gaussian "
-    "(learned σ)",
-    "seed": "seed of the weights, data order and noise (same seed, same CPU run)",
-    "out": "run folder (default: runs/<preset>-<timestamp>); must not exist or be empty",
-    "sample_every": "save a grid from fixed noise every N iterations",
-    "grid_size": "images in each progress grid",
-    "keep_checkpoints": "how many of the newest checkpoints to keep (plus best.pt by FID)",
-    "checkpoint_every": "also checkpoint every N iterations (0: at the ends of epochs only, "
-    "at least 250 iterations apart)",
-    "on_nan": "stop (default: keep the last good checkpoint, exit) or skip-step (drop updates "
-    "with NaN/Inf gradients)",
-    "device": "auto, cpu, cuda or mps",
-    "eval_every": "log FID and class coverage every N iterations (0: off; MNIST presets: 500)",
-    "eval_num": "samples for each of those evaluations (default 2000)",
-    "final_eval_num": "samples for the full evaluation at the end of training (0: skip)",
-    "tensorboard": "also log scalars and grids for TensorBoard (needs tensorboard)",
-    "precision": "fp32, bf16 (autocast; fast on GPUs and CPUs with native bf16) or fp16 (CUDA)",
-    "compile": "run the networks through torch.compile",
-    "sync_bn": "under torchrun on GPUs: BatchNorm statistics over the global batch",
-}
-NOT_FLAGS = {"preset", "description"}
-METAVARS = {int: "N", float: "X", str: "NAME"}
+#: The fields no flag sets: the preset (``--preset``) and its description.
+NOT_FLAGS = {name for name, declared in SETTINGS.items() if declared.group is None}
 TRUST_HELP = (
     "a run of user-defined networks (--architecture module:callable): import and run that "
     "module to rebuild them"
@@ -98,20 +46,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for field in fields(TrainConfig):
-        if field.name in NOT_FLAGS:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        kind = str(field.type)
-        help_text = FLAG_HELP.get(field.name, "")
-        if kind == "bool":
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            convert = int if "int" in kind else float if "float" in kind else str
-            metavar = "PATH" if field.name in ("data_root", "out") else METAVARS[convert]
-            parser.add_argument(flag, type=convert, default=None, help=help_text, metavar=metavar)
+    """One flag per declared setting (:data:`ganforge.config.SETTINGS`), in one argument group
+    per settings group. Every default is ``None``, so that a flag not given leaves the preset's,
+    the file's or the resumed run's value."""
+    for group, about in SETTING_GROUPS.items():
+        arguments = parser.add_argument_group(group, about)
+        for declared in settings(group):
+            help_text = declared.help_line().replace("%", "%%")  # argparse formats help with %
+            if declared.kind == "bool":
+                action = argparse.BooleanOptionalAction
+                arguments.add_argument(declared.flag, action=action, default=None, help=help_text)
+            else:
+                arguments.add_argument(
+                    declared.flag,
+                    type=KINDS[declared.kind],
+                    default=None,
+                    help=help_text,
+                    metavar=declared.metavar,
+                )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,22 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train a GAN from a preset")
-    train.add_argument(
-        "--preset", metavar="NAME", help=f"one of: {', '.join(PRESETS)} (default gan)"
+    train = commands.add_parser(
+        "train",
+        help="train a GAN from a preset",
+        description="Train a GAN (or a VAE). Settings come from the preset, then the --config "
+        "file, then the flags; every setting is listed in docs/reference/train-settings.md.",
     )
-    train.add_argument(
-        "--config", type=Path, metavar="FILE", help="TOML or YAML file of config keys"
+    run = train.add_argument_group("run", "where the settings come from, and how to run")
+    run.add_argument("--preset", metavar="NAME", help=f"one of: {', '.join(PRESETS)} (default gan)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML or YAML file of settings (the flags' names with _ for -)",
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument(
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
         "--resume",
         type=Path,
         metavar="RUN",
         help="continue RUN from its newest checkpoint, exactly; only flags that change how "
         "long or how watched it runs may be given",
     )
-    train.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
+    run.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
     _add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw images from a trained run")
@@ -206,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a run's generator for use without PyTorch")
     export.add_argument("run", type=Path, help="a run folder or a checkpoint file")
-    export.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
+    export.add_argument("--format", choices=FORMATS, default="onnx", help="default onnx")
     export.add_argument("--out", type=Path, required=True, help="the file to write (G.onnx)")
     export.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
@@ -259,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="dataset utilities")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     fetch = data_commands.add_parser("fetch", help="make a dataset available offline")
-    fetch.add_argument("dataset", help="mnist or fashion-mnist")
+    fetch.add_argument("dataset", help=" or ".join(fetchable_datasets()))
     fetch.add_argument("--data-root", help="where datasets live")
     fetch.add_argument("--download", action="store_true", help="allow the original mirrors")
     # Each command's own parser reports the arguments it does not know (see main).
@@ -334,9 +293,8 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_sample(args: argparse.Namespace) -> None:
     import torch
 
+    from ganforge.api import load_run
     from ganforge.image_files import save_grid, save_npz
-    from ganforge.sampling import generate, load_generator
-    from ganforge.training import resolve_device
 
     if args.out is None and args.grid is None:
         raise GanforgeError("nothing to write: give --out FILE.npz, --grid FILE.png or both")
@@ -347,9 +305,8 @@ def _run_sample(args: argparse.Namespace) -> None:
             raise GanforgeError(f"{path} must end in {suffix}")
         if path is not None:
             _check_parent_folder(path)
-    device = resolve_device(args.device)
-    generator, config = load_generator(args.run, device, trust_code=args.trust_code)
-    classes = getattr(generator, "num_classes", 0)
+    run = load_run(args.run, args.device, trust_code=args.trust_code)  # as api.sample does
+    classes = run.classes
     if (args.label is not None or args.per_class_grid) and not classes:
         raise GanforgeError(
             f"{args.run} is not class-conditional: --class and --per-class-grid need a run "
@@ -363,16 +320,7 @@ def _run_sample(args: argparse.Namespace) -> None:
     elif args.per_class_grid:
         num = args.num * classes
         labels = torch.arange(classes).repeat_interleave(args.num)
-    images = generate(
-        generator,
-        num,
-        config.noise_dim,
-        seed=args.seed,
-        noise=config.noise,
-        truncation=args.truncation,
-        labels=labels,
-        device=device,
-    )
+    images = run.sample(num, seed=args.seed, truncation=args.truncation, labels=labels)
     if args.out is not None:
         save_npz(images, args.out)
         print(f"wrote {num} images to {args.out}")
@@ -387,10 +335,10 @@ def _run_sample(args: argparse.Namespace) -> None:
 def _run_interpolate(args: argparse.Namespace) -> None:
     import torch
 
+    from ganforge.api import load_run
     from ganforge.image_files import image_grid, save_gif, save_grid
     from ganforge.nets import sample_noise
-    from ganforge.sampling import generate_from, interpolate, load_generator
-    from ganforge.training import resolve_device
+    from ganforge.sampling import generate_from, interpolate
 
     for flag, value, low, high in (
         ("--steps", args.steps, 2, 1000),
@@ -405,14 +353,15 @@ def _run_interpolate(args: argparse.Namespace) -> None:
         if path.suffix != suffix:
             raise GanforgeError(f"{path} must end in {suffix}")
         _check_parent_folder(path)
-    device = resolve_device(args.device)
-    generator, config = load_generator(args.run, device, trust_code=args.trust_code)
+    run = load_run(args.run, args.device, trust_code=args.trust_code)
+    config = run.config
     rng = torch.Generator().manual_seed(args.seed)
     ends = sample_noise(2 * args.rows, config.noise_dim, distribution=config.noise, generator=rng)
     walks = interpolate(ends[: args.rows], ends[args.rows :], args.steps, args.mode)
-    classes = getattr(generator, "num_classes", 0)  # a conditional walk keeps its row's class
+    classes = run.classes  # a conditional walk keeps its row's class
     labels = (torch.arange(args.rows) % classes).repeat_interleave(args.steps) if classes else None
-    images = generate_from(generator, walks.flatten(0, 1), labels, device=device)  # by rows
+    # The walks one after another, each row's steps in a row of the grid.
+    images = generate_from(run.generator, walks.flatten(0, 1), labels, device=run.device)
     try:
         save_grid(images, grid, nrow=args.steps)
     except OSError as exc:
@@ -478,7 +427,7 @@ def _check_parent_folder(path: Path) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from ganforge.eval import evaluate, format_table, save_run_evaluation
+    from ganforge.eval import format_table, save_run_evaluation, score_source
     from ganforge.eval.scoring import NEAREST_GRID
     from ganforge.report import build_report
 
@@ -488,7 +437,7 @@ def _run_eval(args: argparse.Namespace) -> None:
     if args.dataset is not None:
         check_dataset_name(args.dataset)
 
-    result = evaluate(
+    result = score_source(
         args.source,
         num=args.num,
         dataset=args.dataset,
@@ -582,16 +531,10 @@ def _run_report(args: argparse.Namespace) -> None:
 
 
 def _run_data_fetch(args: argparse.Namespace) -> None:
-    from ganforge.data import ensure_fashion_mnist, ensure_mnist, resolve_data_root
+    from ganforge.data import fetch_dataset, resolve_data_root
 
-    root = resolve_data_root(args.data_root)
-    if args.dataset == "mnist":
-        folder = ensure_mnist(root, args.download)
-    elif args.dataset == "fashion-mnist":
-        folder = ensure_fashion_mnist(root, args.download)
-    else:
-        raise GanforgeError(f"cannot fetch {args.dataset!r}; choose mnist or fashion-mnist")
-    print(f"{args.dataset}: IDX files in {folder}")
+    folder = fetch_dataset(args.dataset, resolve_data_root(args.data_root), args.download)
+    print(f"{args.dataset}: files in {folder}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

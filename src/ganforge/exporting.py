@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from ganforge.errors import GanforgeError, first_line
+from ganforge.nets import class_count, generate_images
 from ganforge.sampling import load_generator
 
+#: The formats ``ganforge export --format`` writes.
 FORMATS = ("onnx",)
 
 
@@ -31,7 +33,7 @@ class _Sampler(nn.Module):
         self.generator = generator
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(noise) if labels is None else self.generator(noise, labels)
+        return generate_images(self.generator, noise, labels)
 
 
 def export_onnx(
@@ -55,7 +57,7 @@ def export_onnx(
         run_or_checkpoint, trust_code=trust_code, generator=generator
     )
     model = _Sampler(generator.float().eval())
-    classes = getattr(generator, "num_classes", 0)
+    classes = class_count(generator)
     batch = torch.export.Dim("batch", min=1)
     noise = torch.zeros(2, config.noise_dim)
     if classes:

@@ -6,6 +6,11 @@ DCGAN. The assignment initialises only the DCGAN's networks with Xavier-uniform 
 
 The others are what the assignment points to next, on the same DCGAN-style networks, with
 their papers' optimisers and regularisers.
+
+Each key is a setting of :class:`ganforge.config.TrainConfig`, checked as a flag's value is. A
+preset's ``epochs`` is what it assumes when the user gives no length: a ``max_steps`` or
+``time_budget`` the user gives without ``epochs`` replaces it (see
+:func:`ganforge.config.build_config`).
 """
 
 PRESETS: dict[str, dict] = {

@@ -21,8 +21,9 @@ from ganforge.checkpoint_file import (
     sampling_weights,
 )
 from ganforge.config import TrainConfig, check_trusted, image_shape
+from ganforge.devices import resolve_device
 from ganforge.errors import GanforgeError
-from ganforge.nets import build_generator, sample_noise
+from ganforge.nets import build_generator, class_count, generate_images, sample_noise
 
 
 def load_generator(
@@ -34,6 +35,8 @@ def load_generator(
 ) -> tuple[nn.Module, TrainConfig]:
     """The generator of a run folder's newest checkpoint (or of a checkpoint file), in eval mode,
     with the EMA weights when the run kept an EMA; and the settings the run was trained with.
+    ``device``: a name of :func:`~ganforge.devices.resolve_device` (``auto`` included) or a
+    ``torch.device``.
 
     BatchNorm layers use their running statistics. A run of a user's networks
     (``module:callable``) is rebuilt only with ``trust_code``, since that imports the module;
@@ -58,7 +61,7 @@ def load_generator(
         except (ValueError, GanforgeError) as exc:
             raise GanforgeError(f"{path}: {exc}") from None
     load_weights(generator, sampling_weights(checkpoint), "generator", path)
-    return generator.to(device).eval(), config
+    return generator.to(resolve_device(device)).eval(), config
 
 
 @contextlib.contextmanager
@@ -90,16 +93,44 @@ def generate_from(
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """The images ``(N, C, H, W)`` in ``[-1, 1]`` of noise ``(N, noise_dim)``, in batches.
+    """The images ``(N, C, H, W)`` in ``[-1, 1]`` of noise ``(N, noise_dim)``, in batches, on
+    ``device`` (a ``torch.device`` or a concrete name such as ``cpu``; the images come back on
+    the CPU).
 
-    A class-conditional generator draws the classes ``labels`` ``(N,)``, by default every
-    class equally often (:func:`balanced_labels`)."""
-    classes = getattr(generator, "num_classes", 0)
+    A class-conditional generator draws the classes ``labels`` (integers ``(N,)`` in
+    ``[0, classes)``), by default every class equally often (:func:`balanced_labels`); labels
+    for an unconditional generator, or of another shape or range, are refused in one line."""
+    classes = class_count(generator)
+    if labels is not None:
+        labels = _checked_labels(labels, noise.shape[0], classes)
+    elif classes:
+        labels = balanced_labels(noise.shape[0], classes)
+    noise_chunks = noise.split(batch_size)
+    label_chunks = [None] * len(noise_chunks) if labels is None else labels.split(batch_size)
+    images = [
+        generate_images(generator, z.to(device), None if y is None else y.to(device)).cpu()
+        for z, y in zip(noise_chunks, label_chunks, strict=True)
+    ]
+    return torch.cat(images)
+
+
+def _checked_labels(labels: torch.Tensor, num: int, classes: int) -> torch.Tensor:
+    # A wrong label would otherwise fail deep inside the generator's embedding, or be ignored.
     if not classes:
-        return torch.cat([generator(chunk.to(device)).cpu() for chunk in noise.split(batch_size)])
-    labels = balanced_labels(noise.shape[0], classes) if labels is None else labels
-    chunks = zip(noise.split(batch_size), labels.split(batch_size), strict=True)
-    return torch.cat([generator(z.to(device), y.to(device)).cpu() for z, y in chunks])
+        raise GanforgeError("labels were given, but the generator is not class-conditional")
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise GanforgeError(f"labels must be integers (class indices), got {labels.dtype}")
+    if labels.shape != (num,):
+        raise GanforgeError(
+            f"labels must have shape ({num},), one per image; got {tuple(labels.shape)}"
+        )
+    if num and (labels.min() < 0 or labels.max() >= classes):
+        raise GanforgeError(
+            f"labels must be from 0 to {classes - 1}; got values from "
+            f"{labels.min().item()} to {labels.max().item()}"
+        )
+    return labels
 
 
 def generate(

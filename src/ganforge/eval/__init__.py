@@ -10,13 +10,13 @@ from ganforge.eval.classifier import Evaluator, load_evaluator, train_evaluator
 from ganforge.eval.metrics import ReferenceSet, all_scores, quick_scores
 from ganforge.eval.scoring import (
     ROWS,
-    evaluate,
     format_table,
     metric_rows,
     npz_images,
     reference_set,
     save_run_evaluation,
     score_run,
+    score_source,
 )
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "Evaluator",
     "ReferenceSet",
     "all_scores",
-    "evaluate",
     "format_table",
     "load_evaluator",
     "metric_rows",
@@ -33,5 +32,6 @@ __all__ = [
     "reference_set",
     "save_run_evaluation",
     "score_run",
+    "score_source",
     "train_evaluator",
 ]

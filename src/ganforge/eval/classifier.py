@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.checkpoint_file import atomic_torch_save
-from ganforge.data import load_dataset, preprocess_images
+from ganforge.data import evaluator_for, load_dataset, preprocess_images
 from ganforge.errors import GanforgeError
 from ganforge.version import __version__
 
@@ -141,13 +141,14 @@ def load_evaluator(dataset: str | None = None, path: str | Path | None = None) -
     if path is None:
         if dataset is None:
             raise GanforgeError("name a dataset or an --evaluator file")
-        path = shipped_path(dataset)
+        name = evaluator_for(dataset)  # the dataset table names the evaluator that scores it
+        path = shipped_path(name) if name is not None else None
         if path is None:
             raise GanforgeError(
                 f"no shipped evaluator fits dataset {dataset!r}; train one with "
                 "'ganforge evaluator train' and pass --evaluator FILE"
             )
-        expected_sha = shipped_manifest()[dataset]["sha256"]
+        expected_sha = shipped_manifest()[name]["sha256"]
     path = Path(path)
     if not path.is_file():
         raise GanforgeError(f"evaluator file not found: {path}")
@@ -170,7 +171,8 @@ def load_evaluator(dataset: str | None = None, path: str | Path | None = None) -
         raise GanforgeError(f"{path}: its weights do not fit the evaluator network") from None
     # channels_last: about twice the images per second on a CPU (the scores move by ~1e-6).
     net.eval().to(memory_format=torch.channels_last)
-    if dataset is not None and blob["dataset"] != dataset:
+    trained_on = blob["dataset"]
+    if dataset is not None and trained_on != dataset and trained_on != evaluator_for(dataset):
         raise GanforgeError(
             f"evaluator {path} was trained on {blob['dataset']!r}, not on {dataset!r}"
         )

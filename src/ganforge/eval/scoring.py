@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ganforge.config import TrainConfig
-from ganforge.data import load_dataset, resolve_data_root, to_uint8
+from ganforge.data import evaluator_for, load_dataset, resolve_data_root, to_uint8
 from ganforge.errors import GanforgeError
 from ganforge.eval.classifier import Evaluator, load_evaluator
 from ganforge.eval.metrics import (
@@ -179,7 +179,7 @@ def _pixel_scores(images: torch.Tensor, train: torch.Tensor, prdc_num: int) -> d
     return scores
 
 
-def evaluate(
+def score_source(
     source: str | os.PathLike,
     *,
     num: int = 10_000,
@@ -219,7 +219,7 @@ def evaluate(
         "num": int(images.shape[0]),
         "seed": seed,
     }
-    if dataset.startswith("folder:") and evaluator_path is None:
+    if evaluator_path is None and evaluator_for(dataset) is None:
         train = load_dataset(dataset, "train", image_shape=tuple(images.shape[1:]))
         if len(train) < MIN_POINTS:
             raise GanforgeError(
@@ -227,8 +227,8 @@ def evaluate(
             )
         result["evaluator"] = None
         result["note"] = (
-            "no shipped evaluator fits a folder: dataset; scores are on raw pixels "
-            "against the training images"
+            f"no shipped evaluator fits {dataset}; scores are on raw pixels against the "
+            "training images"
         )
         result["samples"] = _pixel_scores(images, train.images, prdc_num)
         result["nearest"] = _nearest(images, train.images, None, nearest_grid)
@@ -315,9 +315,9 @@ def score_run(
     generator: nn.Module | None = None,
     reference: ReferenceSet | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate` a run folder's newest checkpoint and keep the result in the folder
+    """:func:`score_source` a run folder's newest checkpoint and keep the result in the folder
     (``eval.json``)."""
-    result = evaluate(
+    result = score_source(
         run_dir,
         num=num,
         seed=seed,

@@ -1,13 +1,15 @@
-"""The networks: the assignment's (``mlp``, ``dcgan``), Radford et al.'s DCGAN (``radford``), the
-class-conditional wrappers, the VAE's encoder, and the noise generators start from.
+"""The networks: the assignment's (``mlp``, ``dcgan``), Radford et al.'s DCGAN (``radford``), all
+described in the table :data:`ARCHITECTURES`; the contract conditioning and the VAE rely on
+(:mod:`ganforge.nets.contract`); the class-conditional wrappers, the VAE's encoder, and the noise
+generators start from.
 
 Generators map noise ``(N, noise_dim)`` (and labels ``(N,)`` when conditional) to images
 ``(N, C, H, W)`` in ``[-1, 1]``; discriminators map images to scores ``(N, 1)``. This package
 imports nothing else of ganforge.
 """
 
+from ganforge.nets.architectures import ARCHITECTURES, ArchitectureSpec, resolve_image_shape
 from ganforge.nets.build import (
-    ARCHITECTURES,
     CONDITIONINGS,
     INITS,
     NATIVE_IMAGE_SHAPE,
@@ -33,6 +35,16 @@ from ganforge.nets.conditional import (
     ConditionalGenerator,
     ProjectionDiscriminator,
 )
+from ganforge.nets.contract import (
+    ConditionableGenerator,
+    Discriminator,
+    FeatureDiscriminator,
+    Generator,
+    LinearHeadDiscriminator,
+    check_networks,
+    class_count,
+    generate_images,
+)
 from ganforge.nets.noise import NOISE_DISTRIBUTIONS, sample_noise
 from ganforge.nets.radford import RadfordDiscriminator, RadfordGenerator
 from ganforge.nets.vae import VAEEncoder, reconstruct
@@ -44,10 +56,16 @@ __all__ = [
     "INITS",
     "NATIVE_IMAGE_SHAPE",
     "NOISE_DISTRIBUTIONS",
+    "ArchitectureSpec",
     "AuxiliaryClassifierDiscriminator",
+    "ConditionableGenerator",
     "ConditionalGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "Discriminator",
+    "FeatureDiscriminator",
+    "Generator",
+    "LinearHeadDiscriminator",
     "MLPDiscriminator",
     "MLPGenerator",
     "ProjectionDiscriminator",
@@ -59,10 +77,14 @@ __all__ = [
     "build_generator",
     "build_models",
     "check_image_shape",
+    "check_networks",
+    "class_count",
     "count_parameters",
+    "generate_images",
     "import_user_architecture",
     "is_user_architecture",
     "reconstruct",
+    "resolve_image_shape",
     "sample_noise",
     "xavier_init_",
 ]

@@ -1,5 +1,6 @@
-"""Networks by name: the architectures a config names, built for an image shape, with their
-initialisation, conditioning and spectral normalisation.
+"""Networks by name: the architectures of :data:`~ganforge.nets.architectures.ARCHITECTURES` or a
+user's ``module:callable``, built for an image shape, with their initialisation, conditioning and
+spectral normalisation.
 
 All networks take and return images in the layout PyTorch uses for convolutions, ``(N, C, H, W)``:
 
@@ -8,15 +9,7 @@ All networks take and return images in the layout PyTorch uses for convolutions,
 * discriminators map images to one unbounded score per image, shape ``(N, 1)``: a logit for the
   BCE loss, a raw score for the LSGAN loss.
 
-Two families:
-
-* ``mlp`` and ``dcgan``, the assignment's networks, work on 28×28 grayscale images only,
-  ``(N, 1, 28, 28)`` (their discriminators also accept flat ``(N, 784)``). Their layer lists
-  follow the assignment's architecture text; the README lists where they differ from the blog
-  code that accompanies it.
-* ``radford``, the DCGAN of Radford et al. 2016, works on square images of 32 or 64 pixels with
-  1 or 3 channels, ``image_shape`` chosen at construction (:data:`NATIVE_IMAGE_SHAPE` says which
-  shapes each architecture takes).
+What conditioning and the VAE need of them beyond that is :mod:`ganforge.nets.contract`.
 """
 
 from __future__ import annotations
@@ -25,29 +18,18 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from torch import nn
 
-from ganforge.nets.classic import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    MLPDiscriminator,
-    MLPGenerator,
-    scaled,
-    xavier_init_,
-)
+from ganforge.nets.architectures import ARCHITECTURES, ImageShape
+from ganforge.nets.classic import xavier_init_
 from ganforge.nets.conditional import (
     AuxiliaryClassifierDiscriminator,
     ConditionalGenerator,
     ProjectionDiscriminator,
 )
-from ganforge.nets.radford import (
-    RADFORD_WIDTH,
-    RadfordDiscriminator,
-    RadfordGenerator,
-    _radford_blocks,
-)
+from ganforge.nets.contract import check_networks
 
 
 def apply_spectral_norm(model: nn.Module) -> nn.Module:
@@ -67,20 +49,10 @@ CONDITIONINGS = {
     "acgan": AuxiliaryClassifierDiscriminator,
 }
 
-#: Architecture name → (generator class, discriminator class). Presets name an architecture.
-ARCHITECTURES: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    "mlp": (MLPGenerator, MLPDiscriminator),
-    "dcgan": (DCGANGenerator, DCGANDiscriminator),
-    "radford": (RadfordGenerator, RadfordDiscriminator),
-}
-
 #: Architecture name → the one image shape ``(C, H, W)`` its networks take, or ``None`` when
-#: the networks are built for a shape chosen at construction (``radford``: 32 or 64 pixels
-#: square, 1 or 3 channels, see :data:`RADFORD_SIZES` and :data:`RADFORD_CHANNELS`).
-NATIVE_IMAGE_SHAPE: dict[str, tuple[int, int, int] | None] = {
-    "mlp": (1, 28, 28),
-    "dcgan": (1, 28, 28),
-    "radford": None,
+#: they are built for a shape chosen at construction: a view of :data:`ARCHITECTURES`.
+NATIVE_IMAGE_SHAPE: dict[str, ImageShape | None] = {
+    name: spec.native_shape for name, spec in ARCHITECTURES.items()
 }
 
 #: Weight-init name → function applied with ``module.apply``; ``default`` keeps PyTorch's.
@@ -105,7 +77,8 @@ def import_user_architecture(architecture: str) -> Callable[..., tuple[nn.Module
     The contract: ``build(noise_dim=int, image_shape=(C, H, W))`` returns
     ``(generator, discriminator)``, two ``nn.Module``: the generator maps noise
     ``(N, noise_dim)`` to images ``(N, C, H, W)`` in ``[-1, 1]``, the discriminator maps such
-    images to one unbounded score per image, ``(N, 1)`` or ``(N,)``. The module is looked up
+    images to one unbounded score per image, ``(N, 1)`` or ``(N,)`` (conditioning and the VAE
+    need more: :mod:`ganforge.nets.contract`). The module is looked up
     on the Python path and in the current folder, as ``python -m`` would find it. ``ValueError``
     when it cannot be imported."""
     module_name, _, attribute = architecture.partition(":")
@@ -124,50 +97,50 @@ def import_user_architecture(architecture: str) -> Callable[..., tuple[nn.Module
     return target
 
 
+def _needs(conditioning: str, needs: Collection[str] = ()) -> tuple[str, ...]:
+    """What a pair must offer (keys of :data:`~ganforge.nets.contract.NEEDS`) for
+    ``conditioning`` and the caller's ``needs``."""
+    return (*needs, "conditioning") if conditioning != "none" else tuple(needs)
+
+
 def _user_networks(
-    architecture: str, noise_dim: int, image_shape: tuple[int, int, int], trust_code: bool
+    architecture: str,
+    noise_dim: int,
+    image_shape: ImageShape,
+    trust_code: bool,
+    needs: Collection[str] = (),
 ) -> tuple[nn.Module, nn.Module]:
     if not trust_code:
         raise UntrustedCode(architecture)
     networks = import_user_architecture(architecture)(
         noise_dim=noise_dim, image_shape=tuple(image_shape)
     )
-    if not (
-        isinstance(networks, tuple)
-        and len(networks) == 2
-        and all(isinstance(n, nn.Module) for n in networks)
-    ):
+    if not (isinstance(networks, tuple) and len(networks) == 2):
         raise ValueError(
             f"architecture {architecture} must return (generator, discriminator), two "
             f"torch.nn.Module, not {type(networks).__name__}"
         )
+    check_networks(*networks, needs=needs, source=f"architecture {architecture}")
     return networks
 
 
-def check_image_shape(architecture: str, image_shape: tuple[int, int, int]) -> None:
+def check_image_shape(architecture: str, image_shape: ImageShape) -> None:
     """``ValueError`` unless the architecture's networks draw and read ``image_shape`` (a
     user's networks take whatever shape they are built for)."""
-    if architecture not in NATIVE_IMAGE_SHAPE:
-        return
-    native = NATIVE_IMAGE_SHAPE[architecture]
-    if native is None:
-        _radford_blocks(tuple(image_shape))
-    elif tuple(image_shape) != native:
-        raise ValueError(
-            f"the {architecture} networks work on {'×'.join(map(str, native))} images, not "
-            f"{'×'.join(map(str, image_shape))}: use the radford architecture for 32 or 64 "
-            "pixels and for colour"
-        )
+    spec = ARCHITECTURES.get(architecture)
+    if spec is not None:
+        spec.check_shape(tuple(image_shape))
 
 
 def _network(
-    architecture: str, which: int, image_shape: tuple[int, int, int], width: float, *args
+    architecture: str, image_shape: ImageShape, width: float, noise_dim: int | None = None
 ) -> nn.Module:
-    check_image_shape(architecture, image_shape)
-    cls = ARCHITECTURES[architecture][which]
-    if NATIVE_IMAGE_SHAPE[architecture] is None:  # radford counts its width in channels
-        return cls(*args, image_shape=tuple(image_shape), width=scaled(RADFORD_WIDTH, width))
-    return cls(*args, width=width)
+    """The generator (given ``noise_dim``) or the discriminator of a built-in architecture."""
+    spec = ARCHITECTURES[architecture]
+    spec.check_shape(tuple(image_shape))
+    if noise_dim is None:
+        return spec.discriminator(tuple(image_shape), width)
+    return spec.generator(noise_dim, tuple(image_shape), width)
 
 
 def build_generator(
@@ -175,17 +148,21 @@ def build_generator(
     noise_dim: int,
     conditioning: str = "none",
     num_classes: int = 0,
-    image_shape: tuple[int, int, int] = (1, 28, 28),
+    image_shape: ImageShape = (1, 28, 28),
     trust_code: bool = False,
     width: float = 1.0,
 ) -> nn.Module:
     """The generator of an architecture in :data:`ARCHITECTURES` (or a user's, ``module:
     callable``, imported only with ``trust_code``: :class:`UntrustedCode` otherwise) drawing
     ``image_shape`` ``(C, H, W)`` images, conditional on a class label unless ``conditioning``
-    is ``none``; ``width`` scales its hidden sizes (1: the architecture's own)."""
+    is ``none``; ``width`` scales its hidden sizes (1: the architecture's own). ``ValueError``
+    when a user's networks do not keep :mod:`ganforge.nets.contract`."""
     if is_user_architecture(architecture):
-        return _user_networks(architecture, noise_dim, image_shape, trust_code)[0]
-    generator = _network(architecture, 0, image_shape, width, noise_dim)
+        generator = _user_networks(
+            architecture, noise_dim, image_shape, trust_code, _needs(conditioning)
+        )[0]
+    else:
+        generator = _network(architecture, image_shape, width, noise_dim)
     if conditioning == "none":
         return generator
     return ConditionalGenerator(generator, num_classes)
@@ -197,22 +174,34 @@ def build_models(
     init: str = "default",
     conditioning: str = "none",
     num_classes: int = 0,
-    image_shape: tuple[int, int, int] = (1, 28, 28),
+    image_shape: ImageShape = (1, 28, 28),
     trust_code: bool = False,
     g_width: float = 1.0,
     d_width: float = 1.0,
+    needs: Collection[str] = (),
 ) -> tuple[nn.Module, nn.Module]:
     """Return ``(generator, discriminator)`` for an architecture name in :data:`ARCHITECTURES`
     (or a user's, as :func:`build_generator` says), a conditioning in :data:`CONDITIONINGS`
     (over ``num_classes`` labels) and images of shape ``image_shape`` ``(C, H, W)`` (see
-    :data:`NATIVE_IMAGE_SHAPE`); ``g_width`` and ``d_width`` scale the hidden sizes of each."""
+    :data:`NATIVE_IMAGE_SHAPE`); ``g_width`` and ``d_width`` scale the hidden sizes of each.
+
+    The pair is checked against :func:`~ganforge.nets.contract.check_networks` for
+    ``conditioning`` and for ``needs`` (``vae``: the caller turns the discriminator into a
+    :class:`~ganforge.nets.vae.VAEEncoder`): ``ValueError`` naming what is missing."""
+    needs = _needs(conditioning, needs)
     if is_user_architecture(architecture):
-        generator, discriminator = _user_networks(architecture, noise_dim, image_shape, trust_code)
+        generator, discriminator = _user_networks(
+            architecture, noise_dim, image_shape, trust_code, needs
+        )
+        if conditioning != "none":
+            generator = ConditionalGenerator(generator, num_classes)
     else:
+        # The conditional generator's embedding is drawn before D's weights, as it always was.
         generator = build_generator(
             architecture, noise_dim, conditioning, num_classes, image_shape, width=g_width
         )
-        discriminator = _network(architecture, 1, image_shape, d_width)
+        discriminator = _network(architecture, image_shape, d_width)
+        check_networks(generator, discriminator, needs, source=f"architecture {architecture}")
     if conditioning != "none":
         discriminator = CONDITIONINGS[conditioning](discriminator, num_classes)
     init_fn = INITS[init]

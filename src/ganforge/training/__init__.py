@@ -7,24 +7,31 @@ compilation (:mod:`~ganforge.training.performance`), failure watching
 (:mod:`~ganforge.training.monitoring`) and signals (:mod:`~ganforge.training.interrupts`).
 """
 
+from ganforge.devices import resolve_device  # re-exported: scripts imported it from here
 from ganforge.training.checkpoints import ResumePoint, RunState, open_resume
-from ganforge.training.loop import Iteration, iterate_training, run_loop, steps_per_epoch
-from ganforge.training.run import RunPlan, check_data, check_environment, resolve_device, train
+from ganforge.training.hooks import Hook, Hooks
+from ganforge.training.loop import iterate_training, run_loop
+from ganforge.training.run import check_data, check_environment, train
 from ganforge.training.run_folder import RunSummary
+from ganforge.training.schedule import Iteration, RunPlan, steps_per_epoch
 from ganforge.training.state import TrainedModels, build_trained_models, make_optimizer
-from ganforge.training.step import gan_step, vae_step
+from ganforge.training.step import GanStep, VaeStep, build_step
 
 __all__ = [
+    "GanStep",
+    "Hook",
+    "Hooks",
     "Iteration",
     "ResumePoint",
     "RunPlan",
     "RunState",
     "RunSummary",
     "TrainedModels",
+    "VaeStep",
+    "build_step",
     "build_trained_models",
     "check_data",
     "check_environment",
-    "gan_step",
     "iterate_training",
     "make_optimizer",
     "open_resume",
@@ -32,5 +39,4 @@ __all__ = [
     "run_loop",
     "steps_per_epoch",
     "train",
-    "vae_step",
 ]

@@ -3,10 +3,10 @@
 :class:`RunState` owns what a checkpoint holds besides the trained models
 (:class:`~ganforge.training.state.TrainedModels`): the random streams (torch's global generator,
 CUDA's, the data order's and the noise's), the data position, the run's clock (training and
-side-work seconds), its best and last FID, and the monitor's state. :func:`save_checkpoint`
-writes both into the run folder; :func:`open_resume` reads the newest checkpoint of a run (once)
-and :func:`resume_from` puts everything back where it was, so that the steps that follow are the
-uninterrupted run's, bit for bit.
+side-work seconds), its best and last FID, and the monitor's state. :func:`make_checkpoint`
+gathers both for the run folder's checkpointer; :func:`open_resume` reads the newest
+checkpoint of a run (once) and :func:`resume_from` puts everything back where it was, so
+that the steps that follow are the uninterrupted run's, bit for bit.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from ganforge.checkpoint_file import (
     FORMAT_VERSION,
     checkpoint_config,
     load_latest_checkpoint,
-    save_run_checkpoint,
 )
 from ganforge.config import TrainConfig, check_trusted, resume_config
 from ganforge.errors import GanforgeError, first_line
 from ganforge.training.distributed import Shard
 from ganforge.training.monitoring import Diverged, TrainingMonitor, non_finite_tensors
+from ganforge.training.schedule import RunPlan
 from ganforge.training.state import TrainedModels
 from ganforge.version import __version__
 
@@ -164,12 +164,6 @@ def make_checkpoint(
     }
 
 
-def save_checkpoint(run_dir: Path, checkpoint: dict[str, Any], keep: int) -> Path:
-    """Write ``checkpoint`` as the run's newest (``checkpoints/step_NNNNNNN.pt``), keeping the
-    newest ``keep``."""
-    return save_run_checkpoint(run_dir, checkpoint, keep)
-
-
 @dataclass
 class ResumePoint:
     """Where a run resumes: its settings (with the changes ``--resume`` allows), its newest
@@ -210,7 +204,7 @@ def open_resume(
     return ResumePoint(dataclasses.replace(config, out=str(run_dir)), checkpoint, skipped)
 
 
-def check_resumable(point: ResumePoint, device: torch.device, total: int) -> None:
+def check_resumable(point: ResumePoint, device: torch.device, plan: RunPlan) -> None:
     """Refuse to resume on another device type, or a run that has nothing left to do or is
     already past the end (naming the limit that ends it)."""
     checkpoint, config = point.checkpoint, point.config
@@ -221,14 +215,14 @@ def check_resumable(point: ResumePoint, device: torch.device, total: int) -> Non
             f"on {device.type}: its noise stream cannot move between device types; resume "
             f"with --device {trained_on}"
         )
-    run_dir, step = Path(config.out), point.step
-    limit = "--max-steps" if config.max_steps and config.max_steps <= total else "--epochs"
-    if step > total:
+    run_dir, step, total = Path(config.out), point.step, plan.total
+    limit = "--max-steps" if plan.ends_by == "steps" else "--epochs"
+    if total is not None and step > total:
         raise GanforgeError(
             f"{run_dir} is at step {step}, past the {total} steps that {limit} now allows; "
             f"give a larger {limit} to train on"
         )
-    if step == total and (run_dir / "summary.json").is_file():
+    if total is not None and step == total and (run_dir / "summary.json").is_file():
         raise GanforgeError(
             f"{run_dir} has finished all its {total} steps; give a larger {limit} to train on"
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,11 +18,13 @@ from torch import nn
 
 from ganforge.config import TrainConfig, image_shape
 from ganforge.console import SILENT, Console
-from ganforge.data import ImageData, load_dataset
+from ganforge.data import ImageData, evaluator_for, load_dataset
+from ganforge.devices import resolve_device
 from ganforge.errors import GanforgeError
 from ganforge.eval import ReferenceSet, reference_set
 from ganforge.nets import import_user_architecture, is_user_architecture
 from ganforge.objectives import OBJECTIVES
+from ganforge.run_lock import check_no_writer, hold_run_folder
 from ganforge.training.checkpoints import ResumePoint, RunState, check_resumable, resume_from
 from ganforge.training.distributed import (
     Shard,
@@ -35,43 +36,20 @@ from ganforge.training.distributed import (
     shard_from_environment,
     share_main_outcome,
 )
-from ganforge.training.loop import iterate_training, run_loop, steps_per_epoch
+from ganforge.training.hooks import Hooks, NaNCheckHook, summary_writer_class, wandb_module
+from ganforge.training.loop import iterate_training, run_loop
 from ganforge.training.performance import precision_warning
 from ganforge.training.run_folder import (
     RECONSTRUCTED,
     RunFolder,
     RunSummary,
     check_run_folder_is_free,
+    default_run_dir,
     prepare_run_folder,
-    summary_writer_class,
 )
+from ganforge.training.schedule import RunPlan, steps_per_epoch
 from ganforge.training.state import build_trained_models
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GanforgeError("device cuda was asked for, but no CUDA GPU is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise GanforgeError("device mps was asked for, but Apple's MPS is not available")
-    return torch.device(name)
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """How long the run is: ``per_epoch`` iterations an epoch, ``total`` in all, ``start_step``
-    done already (a resumed run)."""
-
-    per_epoch: int
-    total: int
-    start_step: int
-
+from ganforge.training.step import build_step
 
 # What the settings alone cannot tell is checked here, in two steps, before anything is
 # created, so that a bad input writes nothing (settings themselves: ganforge.config.validate):
@@ -102,10 +80,14 @@ def check_environment(
             f"batch size {config.batch_size} does not split evenly over {shard.world_size} "
             "processes; the batch size is the global batch"
         )
-    if resume is None and config.out:  # every rank, so that all stop alike (a shared disk)
-        check_run_folder_is_free(Path(config.out))
+    if config.out:  # every rank, so that all stop alike (a shared disk)
+        check_no_writer(Path(config.out))  # early word of a live writer; _train's lock decides
+        if resume is None:
+            check_run_folder_is_free(Path(config.out))
     if config.tensorboard:
         summary_writer_class()  # tensorboard is installed, or say so before any work
+    if config.wandb:
+        wandb_module()
     return slow_precision
 
 
@@ -129,11 +111,12 @@ def check_data(
             f"conditioning {config.conditioning} needs labelled images; {config.dataset} has "
             "one class (a folder: dataset takes its classes from sub-folders)"
         )
-    total = per_epoch * config.epochs
-    total = min(total, config.max_steps) if config.max_steps else total
+    plan = RunPlan.of(
+        per_epoch, config.epochs, config.max_steps, resume.step if resume is not None else 0
+    )
     if resume is not None:
-        check_resumable(resume, device, total)
-    return RunPlan(per_epoch, total, resume.step if resume is not None else 0)
+        check_resumable(resume, device, plan)
+    return plan
 
 
 def train(
@@ -162,7 +145,10 @@ def train(
         console.warning(slow)
     created_group = init_process_group(shard, device)
     try:
-        return _train(config, console, shard, device, resume, networks)
+        # One writer per run folder: rank 0 locks it in _train (_locked_run_folder) into this
+        # stack, which holds the lock until the run has finished, summary and report included.
+        with contextlib.ExitStack() as run_lock:
+            return _train(config, console, shard, device, resume, networks, run_lock)
     finally:
         if created_group:
             close_process_group()
@@ -174,6 +160,11 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
     ``(None, None)`` when both evaluations are off."""
     if not (config.eval_every or config.final_eval_num):
         return None, None
+    if evaluator_for(config.dataset) is None:
+        return None, (
+            f"no evaluator ships for dataset {config.dataset}, so this run has no FID; it "
+            f"trains on, and 'ganforge eval RUN' scores it on raw pixels afterwards"
+        )
     try:
         reference = reference_set(
             config.dataset, config.data_root, config.train_size, train_subset=config.train_subset
@@ -206,6 +197,35 @@ def _load_training_data(config: TrainConfig, shard: Shard) -> tuple[TrainConfig,
     return config, data
 
 
+def _locked_run_folder(
+    config: TrainConfig,
+    console: Console,
+    resume: ResumePoint | None,
+    start_step: int,
+    run_lock: contextlib.ExitStack,
+) -> Path:
+    """The run folder, locked into ``run_lock`` (:mod:`ganforge.run_lock`) before any file in
+    it is written, then prepared for writing (:func:`prepare_run_folder`): a new run's as soon
+    as it exists (of two runs started at once into one folder, the second is refused before it
+    writes), a resumed run's before any file in it changes, so that a process already writing
+    it is not disturbed."""
+    run_dir = default_run_dir(config)
+    if resume is None:
+        check_run_folder_is_free(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GanforgeError(f"cannot write the run folder {run_dir}: {exc.strerror}") from None
+        run_lock.enter_context(hold_run_folder(run_dir))
+        return prepare_run_folder(config, run_dir, None)
+    run_lock.enter_context(hold_run_folder(run_dir))
+    for path, why in resume.skipped:
+        console.warning(f"skipped a checkpoint: {why}")
+        with contextlib.suppress(OSError):  # so that the rotation never keeps it instead
+            path.rename(path.with_name(path.name + ".broken"))
+    return prepare_run_folder(config, run_dir, start_step)
+
+
 def _train(
     config: TrainConfig,
     console: Console,
@@ -213,6 +233,7 @@ def _train(
     device: torch.device,
     resume: ResumePoint | None,
     networks: tuple[nn.Module, nn.Module] | None,
+    run_lock: contextlib.ExitStack,
 ) -> RunSummary | None:
     main = shard.is_main
     config, data = _load_training_data(config, shard)
@@ -225,30 +246,24 @@ def _train(
     run_state = RunState.start(config, shard, device, objective.d_wins_below if objective else None)
     if no_evaluation:  # said once the data is known to be good
         console.notice(no_evaluation)
-    if resume is not None and main:
-        for path, why in resume.skipped:
-            console.warning(f"skipped a checkpoint: {why}")
-            with contextlib.suppress(OSError):  # so that the rotation never keeps it instead
-                path.rename(path.with_name(path.name + ".broken"))
 
     images = data.images.to(device)
-    models = build_trained_models(config, device, shard, networks)
+    models = build_trained_models(config, device, networks)
     if resume is not None:
         resume_from(resume, models, run_state, shard)
+    step = build_step(models, run_state.noise_generator, shard)
     folder, error = None, None
     if main:
         try:
             folder = RunFolder(
                 config,
-                prepare_run_folder(config, plan.start_step if resume else None),
+                _locked_run_folder(config, console, resume, plan.start_step, run_lock),
                 models,
                 run_state,
                 console,
+                plan,
                 reference=reference,
                 examples=data.images[:RECONSTRUCTED],
-                per_epoch=plan.per_epoch,
-                total=plan.total,
-                start_step=plan.start_step,
                 resumed_from=resume.checkpoint["path"] if resume else None,
             )
         except GanforgeError as exc:
@@ -256,21 +271,24 @@ def _train(
     share_main_outcome(shard, error)
 
     iterations = iterate_training(
-        models,
+        step,
         images,
         batch_size=config.batch_size,
         epochs=config.epochs,
         max_steps=config.max_steps,
         data_generator=run_state.data_generator,
-        noise_generator=run_state.noise_generator,
         start_step=plan.start_step,
         labels=data.labels.to(device) if models.num_classes else None,
     )
     start_data_state = run_state.data_generator.get_state()
-    guard = folder.guard() if folder is not None else contextlib.nullcontext()
+    if folder is not None:
+        hooks, guard = folder.hooks, folder.guard()
+    else:  # the other ranks' side work: the NaN check alone
+        hooks = Hooks(console, [NaNCheckHook(models, run_state)])
+        guard = contextlib.nullcontext()
     with guard:
         if folder is not None:
             with run_state.timing_side_work():
                 folder.begin(start_data_state)
-        last = run_loop(config, models, iterations, run_state, folder, shard)
+        last = run_loop(config, iterations, run_state, hooks, folder, shard)
     return folder.finish(last, shard.world_size) if folder is not None else None

@@ -20,25 +20,20 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from ganforge.augment import AdaptiveProbability, Augmentation, parse_policy
+from ganforge.augment import AdaptiveProbability
 from ganforge.checkpoint_file import load_weights
 from ganforge.config import TrainConfig, image_shape
 from ganforge.errors import GanforgeError, first_line
-from ganforge.nets import VAEEncoder, apply_spectral_norm, build_models
-from ganforge.objectives import OBJECTIVES, VAE_LOSS, Objective
+from ganforge.nets import VAEEncoder, apply_spectral_norm, build_models, check_networks
+from ganforge.objectives import VAE_LOSS
 from ganforge.sampling import estimate_batchnorm_statistics
 from ganforge.training.distributed import (
-    SINGLE_PROCESS,
-    Shard,
     use_sync_batchnorm,
     without_sync_batchnorm,
-    wrap_for_data_parallel,
 )
 from ganforge.training.performance import (
-    autocast,
     fused_adam_supported,
     grad_scaler,
-    maybe_compile,
     prepare_for_speed,
 )
 
@@ -69,13 +64,13 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 @dataclass
 class TrainedModels:
-    """The generator and its partner (D, or a VAE's encoder) with their optimizers, the
-    objective they play (``None`` for a VAE) and the settings of ``config`` the step reads.
+    """What a checkpoint holds of a run's training: the generator and its partner (D, or a
+    VAE's encoder) as plain modules, their optimizers and loss scalers, the EMA of the
+    generator and ADA's augmentation probability; ``config``: the run's settings, which say
+    which of those the run has.
 
-    ``generator`` and ``partner`` are the plain modules (their state dicts are what checkpoints
-    hold). The step runs them through ``*_synced`` where their weight gradients feed an
-    optimizer (DDP across processes, ``torch.compile`` when asked) and through ``*_local`` where
-    no gradient of theirs is needed (compiled when asked, never synchronised).
+    How a step runs them (DDP, ``torch.compile``, autocast) is the step's business
+    (:func:`ganforge.training.step.build_step`).
     """
 
     config: TrainConfig
@@ -83,27 +78,15 @@ class TrainedModels:
     partner: nn.Module
     generator_optimizer: torch.optim.Optimizer
     partner_optimizer: torch.optim.Optimizer
-    objective: Objective | None
-    shard: Shard = SINGLE_PROCESS
-    g_synced: nn.Module = field(init=False, repr=False)
-    partner_synced: nn.Module = field(init=False, repr=False)
-    g_local: nn.Module = field(init=False, repr=False)
-    partner_local: nn.Module = field(init=False, repr=False)
     ema: AveragedModel | None = field(init=False, repr=False)
-    #: The part of the run's epochs done before this iteration, in [0, 1] (the loop sets it;
-    #: instance noise is annealed by it).
-    progress: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         config = self.config
         self.device = next(self.generator.parameters()).device
-        # What D sees: DiffAugment's transforms always, ADA's with its adaptive probability.
+        #: ADA's augmentation probability (``None`` unless ``augment`` is ``ada``).
         self.ada = None
         if config.augment == "ada":
             self.ada = AdaptiveProbability(config.ada_target, speed_images=config.ada_images)
-        self.augment_policy = (
-            parse_policy(config.augment_policy) if config.augment != "none" else ()
-        )
         # The EMA copy averages G's weights and only samples; see update_ema.
         self.ema = None
         if config.ema:
@@ -115,30 +98,10 @@ class TrainedModels:
         self._standing_generator: nn.Module | None = None  # see standing_generator
         self.generator_scaler = grad_scaler(self.device, config.precision)
         self.partner_scaler = grad_scaler(self.device, config.precision)
-        # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
-        self.joint_d_pass = not _has_batchnorm(self.partner)
-        if self.shard.is_distributed and not self.joint_d_pass:
-            raise GanforgeError(
-                "distributed training needs a discriminator without BatchNorm (DDP allows one "
-                "forward per backward)"
-            )
-        self.g_local = maybe_compile(self.generator, config.compile)
-        self.partner_local = maybe_compile(self.partner, config.compile)
-        if self.shard.is_distributed:
-            self.g_synced = maybe_compile(
-                wrap_for_data_parallel(self.generator, self.shard, self.device), config.compile
-            )
-            self.partner_synced = maybe_compile(
-                wrap_for_data_parallel(self.partner, self.shard, self.device), config.compile
-            )
-        else:
-            self.g_synced, self.partner_synced = self.g_local, self.partner_local
-
-    # -- what the step reads -------------------------------------------------------------
 
     @property
     def is_vae(self) -> bool:
-        return self.objective is None
+        return self.config.loss == VAE_LOSS
 
     @property
     def discriminator(self) -> nn.Module:
@@ -159,27 +122,6 @@ class TrainedModels:
         """A conditional GAN's label count (0: unconditional)."""
         config = self.config
         return config.num_classes if config.conditioning != "none" else 0
-
-    @property
-    def skip_nonfinite(self) -> bool:
-        """``--on-nan skip-step``: drop an update whose gradient is not finite."""
-        return self.config.on_nan == "skip-step"
-
-    def autocast(self):
-        return autocast(self.device, self.config.precision)
-
-    @property
-    def augmentation(self) -> Augmentation | None:
-        """The augmentation of every image D scores (``None``: D sees the images as they are)."""
-        if not self.augment_policy:
-            return None
-        return Augmentation(self.augment_policy, 1.0 if self.ada is None else self.ada.p)
-
-    @property
-    def instance_noise(self) -> float:
-        """σ of the noise added to D's inputs now: ``instance_noise`` annealed linearly to 0
-        over the run's epochs."""
-        return self.config.instance_noise * max(0.0, 1.0 - self.progress)
 
     # -- the generator's average ---------------------------------------------------------
 
@@ -305,7 +247,6 @@ def make_optimizer(
 def build_trained_models(
     config: TrainConfig,
     device: torch.device,
-    shard: Shard = SINGLE_PROCESS,
     networks: tuple[nn.Module, nn.Module] | None = None,
 ) -> TrainedModels:
     """The networks, optimizers and objective a config describes, ready to train on ``device``;
@@ -315,7 +256,10 @@ def build_trained_models(
     networks (``module:callable``) are imported here: the caller has trusted them already (a
     new run names them itself; a resumed one passed ``--trust-code``).
     """
+    vae = config.loss == VAE_LOSS
     try:
+        if networks is not None:  # the script's own pair: what any GAN step needs of it
+            check_networks(*networks, source="the networks handed to train()")
         generator, partner = networks or build_models(
             config.architecture,
             config.noise_dim,
@@ -326,10 +270,10 @@ def build_trained_models(
             trust_code=True,
             g_width=config.g_width,
             d_width=config.d_width,
+            needs=("vae",) if vae else (),
         )
-    except ValueError as exc:  # a user's module that does not keep the contract
+    except ValueError as exc:  # networks that do not keep the contract
         raise GanforgeError(str(exc)) from None
-    vae = config.loss == VAE_LOSS
     if vae:  # the discriminator's layers, read out as the posterior, are the encoder
         partner = VAEEncoder(partner, config.noise_dim, config.likelihood == "gaussian")
     if config.spectral_norm:
@@ -345,6 +289,4 @@ def build_trained_models(
         partner,
         make_optimizer(generator, config, device, config.lr_g),
         make_optimizer(partner, config, device, config.lr_d),
-        None if vae else OBJECTIVES[config.loss],
-        shard=shard,
     )

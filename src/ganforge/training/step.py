@@ -1,30 +1,54 @@
 """One training iteration: the assignment's alternating D and G updates, or a VAE's update.
 
-The GAN step computes the assignment's losses and updates without the work whose result it never
-uses: the generator's forward of the D step runs without autograd, D's weight gradients are not
-computed during the G step, and when D has no BatchNorm it scores real and fake images in one
-pass (the same numbers, one larger matmul).
-
-Both steps take this process's real images ``(n, C, H, W)`` in ``[-1, 1]`` and return the logged
+:func:`build_step` builds, once per run, the step of the run's model family (:class:`GanStep`
+or :class:`VaeStep`) from the parts its settings switch on (:mod:`ganforge.training.parts`):
+what D sees, D's targets, the regularisers, and one updater. A step is then called once per
+iteration with this process's real images ``(n, C, H, W)`` in ``[-1, 1]`` and returns the logged
 numbers (averaged over processes) and the images the generator made in the step.
+
+The GAN step skips the work whose result it never uses: the generator's forward of the D step
+runs without autograd, D's weight gradients are not computed during the G step, and when D has
+no BatchNorm it scores real and fake images in one pass (the same numbers, one larger matmul).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ganforge.errors import GanforgeError
 from ganforge.nets import sample_noise
-from ganforge.objectives import elbo, gradient_penalty, r1_penalty, reparameterise
-from ganforge.training.distributed import mean_over_ranks
+from ganforge.objectives import OBJECTIVES, Objective, elbo, reparameterise
+from ganforge.training.distributed import (
+    SINGLE_PROCESS,
+    Shard,
+    mean_over_ranks,
+    wrap_for_data_parallel,
+)
+from ganforge.training.parts import (
+    REGULARISERS,
+    VIEWS,
+    Draws,
+    Player,
+    Regulariser,
+    Scored,
+    Targets,
+    Updater,
+    View,
+    XFlip,
+    full_precision,
+    parts_of,
+)
+from ganforge.training.performance import autocast, maybe_compile
 from ganforge.training.state import TrainedModels
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty", "ada_r")
 VAE_STAT_NAMES = ("loss", "reconstruction", "kl")
+#: What a step returns: the logged numbers and the generator's images ``(n, C, H, W)``.
+StepResult = tuple[dict[str, float], torch.Tensor]
 
 
 @contextlib.contextmanager
@@ -41,80 +65,35 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
-def _full_precision(scores: torch.Tensor) -> torch.Tensor:
-    """Autocast's half-precision scores → fp32, so that losses are computed in fp32."""
-    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _backward_and_update(
-    models: TrainedModels,
-    loss: torch.Tensor,
-    optimizers: Sequence[torch.optim.Optimizer],
-    scaler: torch.amp.GradScaler,
-) -> bool:
-    """Backpropagate ``loss`` and step ``optimizers``; False when the update was skipped.
+def _players(models: TrainedModels, shard: Shard) -> tuple[Player, Player]:
+    """The generator and its partner as a step runs them (:class:`Player`)."""
+    compile_ = models.config.compile
 
-    With ``models.skip_nonfinite`` an update whose gradient holds a NaN or an infinity is dropped
-    (this costs a gradient norm and a device sync). Under fp16 the GradScaler already drops
-    those, as loss scaling makes them routine, and it is left to do so.
-    """
-    scaler.scale(loss).backward()
-    if models.skip_nonfinite and scaler.is_enabled():
-        scale = scaler.get_scale()
-        for optimizer in optimizers:
-            scaler.step(optimizer)
-        scaler.update()
-        return scaler.get_scale() >= scale  # the scaler backs off when it drops an update
-    if models.skip_nonfinite:
-        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
-        grads = [p.grad for p in params if p.grad is not None]
-        # DDP has averaged the gradients already: every rank takes the same decision.
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            return False
-    for optimizer in optimizers:
-        scaler.step(optimizer)
-    scaler.update()
-    return True
+    def player(module, optimizer, scaler) -> Player:
+        local = maybe_compile(module, compile_)
+        synced = local
+        if shard.is_distributed:
+            wrapped = wrap_for_data_parallel(module, shard, models.device)
+            synced = maybe_compile(wrapped, compile_)
+        return Player(module, synced, local, optimizer, scaler)
 
-
-def _global_draw(
-    models: TrainedModels, draw, global_batch: int, noise_generator: torch.Generator | None
-) -> torch.Tensor:
-    """``draw(global_batch, generator)`` sliced to this process's part: every process draws the
-    whole batch's numbers and keeps its slice, so N processes use a single process's numbers."""
-    return draw(global_batch, noise_generator)[models.shard.local_slice(global_batch)]
-
-
-def _fake_inputs(
-    models: TrainedModels, like: torch.Tensor, noise_generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """This process's share of a fresh batch of noise and, for a conditional GAN, of labels
-    drawn uniformly over the classes (``None`` otherwise); ``like``: its real images."""
-    global_batch = like.shape[0] * models.shard.world_size
-    noise = _global_draw(
-        models,
-        lambda n, g: sample_noise(
-            n,
-            models.config.noise_dim,
-            distribution=models.config.noise,
-            generator=g,
-            device=like.device,
-            dtype=like.dtype,
-        ),
-        global_batch,
-        noise_generator,
+    return (
+        player(models.generator, models.generator_optimizer, models.generator_scaler),
+        player(models.partner, models.partner_optimizer, models.partner_scaler),
     )
-    if not models.num_classes:
-        return noise, None
-    labels = _global_draw(
-        models,
-        lambda n, g: torch.randint(models.num_classes, (n,), generator=g, device=like.device),
-        global_batch,
-        noise_generator,
-    )
-    return noise, labels
+
+
+def _batches(
+    batches: torch.Tensor | Sequence[torch.Tensor] | None,
+) -> list[torch.Tensor] | None:
+    """One batch or a sequence of them → a list (``None`` stays ``None``)."""
+    if batches is None:
+        return None
+    return [batches] if isinstance(batches, torch.Tensor) else list(batches)
 
 
 def _generate(generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None):
@@ -129,263 +108,292 @@ def _discriminate(
     return out if isinstance(out, tuple) else (out, None)
 
 
-def _class_loss(logits: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | float:
-    """AC-GAN's auxiliary cross-entropy (0 for the other discriminators)."""
-    return 0.0 if logits is None else F.cross_entropy(_full_precision(logits), labels)
+class GanStep:
+    """A GAN iteration: ``n_critic`` discriminator updates, each on its own real batch and fresh
+    fake images, then a generator update on another fresh noise batch (the assignment
+    alternates one of each). Build it with :func:`build_step`."""
 
-
-def _drawer(models: TrainedModels, local_n: int, noise_generator: torch.Generator | None):
-    """``draw(make)``: this process's part of ``make(global_n, generator)``, a draw for the
-    whole global batch of which this process holds ``local_n`` images."""
-    global_n = local_n * models.shard.world_size
-    return lambda make: _global_draw(models, make, global_n, noise_generator)
-
-
-def _as_d_sees(
-    models: TrainedModels, images: torch.Tensor, noise_generator: torch.Generator | None
-) -> torch.Tensor:
-    """``images`` as D sees them: augmented (``--augment``) and with instance noise
-    (``--instance-noise``), both differentiable, so that G's gradient flows through them."""
-    augmentation, sigma = models.augmentation, models.instance_noise
-    if augmentation is None and not sigma:
-        return images
-    draw = _drawer(models, images.shape[0], noise_generator)
-    if augmentation is not None:
-        images = augmentation(images, draw)
-    if sigma:
-        shape, device, dtype = images.shape[1:], images.device, images.dtype
-        noise = draw(lambda n, g: torch.randn(n, *shape, generator=g, device=device, dtype=dtype))
-        images = images + sigma * noise
-    return images
-
-
-def _mirrored(
-    models: TrainedModels, images: torch.Tensor, noise_generator: torch.Generator | None
-) -> torch.Tensor:
-    """``--xflip``: each training image mirrored left to right with probability 1/2."""
-    if not models.config.xflip:
-        return images
-    draw = _drawer(models, images.shape[0], noise_generator)
-    flip = draw(lambda n, g: torch.rand(n, generator=g, device=images.device) < 0.5)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
-
-
-def _d_targets(
-    models: TrainedModels, local_n: int, device: torch.device, g: torch.Generator | None
-) -> tuple[float | torch.Tensor, float | torch.Tensor] | None:
-    """D's labels for real and fake images when the config changes them (``None`` otherwise):
-    ``real_label`` for real (one-sided smoothing), and with ``flip_labels`` each image's label
-    swapped with that probability."""
-    config = models.config
-    if config.real_label == 1.0 and not config.flip_labels:
-        return None
-    real_target: float | torch.Tensor = config.real_label
-    fake_target: float | torch.Tensor = 0.0
-    if config.flip_labels:
-        draw = _drawer(models, local_n, g)
-
-        def flips() -> torch.Tensor:
-            return draw(lambda n, gen: torch.rand(n, generator=gen, device=device)) < (
-                config.flip_labels
+    def __init__(
+        self,
+        models: TrainedModels,
+        objective: Objective,
+        draws: Draws,
+        *,
+        xflip: XFlip | None,
+        views: Sequence[View],
+        targets: Targets | None,
+        regularisers: Sequence[Regulariser],
+        updater: Updater,
+        shard: Shard,
+    ) -> None:
+        config = models.config
+        self.models, self.objective, self.draws = models, objective, draws
+        self.xflip, self.views, self.targets = xflip, list(views), targets
+        self.regularisers, self.update, self.shard = list(regularisers), updater, shard
+        self.n_critic, self.num_classes = config.n_critic, models.num_classes
+        self.noise_dim, self.noise = config.noise_dim, config.noise
+        self.ada = models.ada
+        self.autocast = lambda: autocast(models.device, config.precision)
+        self.g, self.d = _players(models, shard)
+        # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
+        self.joint_d_pass = not _has_batchnorm(models.partner)
+        if shard.is_distributed and not self.joint_d_pass:
+            raise GanforgeError(
+                "distributed training needs a discriminator without BatchNorm (DDP allows one "
+                "forward per backward)"
             )
 
-        real_flipped, fake_flipped = flips(), flips()
-        zero = torch.zeros((), device=device)
-        label = torch.full((), config.real_label, device=device)
-        real_target = torch.where(real_flipped, zero, label)
-        fake_target = torch.where(fake_flipped, label, zero)
-    return real_target, fake_target
+    def __call__(
+        self,
+        real: torch.Tensor | Sequence[torch.Tensor],
+        labels: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        progress: float = 0.0,
+    ) -> StepResult:
+        """One iteration on ``real``: this process's images ``(n, C, H, W)`` in ``[-1, 1]``,
+        one batch per discriminator update (a tensor when there is one); ``labels``: their
+        classes ``(n,)`` alike, for a conditional GAN; ``progress``: the part of the planned
+        run done before it, in ``[0, 1]``.
 
-
-def _discriminator_update(
-    models: TrainedModels,
-    real: torch.Tensor,
-    real_labels: torch.Tensor | None,
-    noise_generator: torch.Generator | None,
-) -> tuple[dict[str, torch.Tensor], bool]:
-    """One discriminator (critic) update on ``real`` and fresh fake images, with the
-    regularisers the GAN asks for; returns its logged tensors and whether it was applied."""
-    local_batch = real.shape[0]
-    noise, fake_labels = _fake_inputs(models, real, noise_generator)
-    models.partner_optimizer.zero_grad(set_to_none=True)
-    with torch.no_grad(), models.autocast():
-        fake = _generate(models.g_local, noise, fake_labels)
-    real = _as_d_sees(models, real, noise_generator)
-    fake = _as_d_sees(models, fake.to(real.dtype), noise_generator)
-    with models.autocast():
-        if models.joint_d_pass:
-            labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
-            scores, logits = _discriminate(models.partner_synced, torch.cat([real, fake]), labels)
-            scores_real, scores_fake = scores[:local_batch], scores[local_batch:]
-            logits_real = None if logits is None else logits[:local_batch]
-        else:
-            scores_real, logits_real = _discriminate(models.partner_synced, real, real_labels)
-            scores_fake, _ = _discriminate(models.partner_synced, fake, fake_labels)
-    scores_real, scores_fake = _full_precision(scores_real), _full_precision(scores_fake)
-    targets = _d_targets(models, local_batch, real.device, noise_generator)
-    if targets is None:
-        loss = models.objective.discriminator_loss(scores_real, scores_fake)
-    else:
-        loss = models.objective.labelled_discriminator_loss(scores_real, scores_fake, *targets)
-    # AC-GAN's classifier learns from real images only. Odena et al. also train it to name the
-    # class G was asked for on fakes, but then G and D agree on whatever fakes D finds easy to
-    # classify: on MNIST that gave one image per class (conditional accuracy 0.10).
-    loss = loss + _class_loss(logits_real, real_labels)
-    logged = {
-        "d_loss": loss.detach(),
-        "d_real": models.objective.score_summary(scores_real.detach()),
-        "d_fake": models.objective.score_summary(scores_fake.detach()),
-    }
-    if models.ada is not None:  # ADA's overfitting heuristic, r_t = E[sign(D(x_real))]
-        logged["ada_r"] = torch.sign(scores_real.detach() - models.objective.real_side).mean()
-
-    # Penalties differentiate D's input gradient: the plain module, in full precision (neither
-    # torch.compile nor DDP takes a double backward). They are taken at the images D saw, as
-    # augmented: the gradient D is kept smooth at is the one its inputs meet.
-    def critic(images: torch.Tensor) -> torch.Tensor:
-        return _discriminate(models.partner, images, real_labels)[0]
-
-    penalty = torch.zeros((), device=real.device, dtype=loss.dtype)
-    if models.config.gp_weight:
-        mix = _global_draw(
-            models,
-            lambda n, g: torch.rand(n, generator=g, device=real.device, dtype=real.dtype),
-            local_batch * models.shard.world_size,
-            noise_generator,
-        )
-        penalty = penalty + models.config.gp_weight * gradient_penalty(critic, real, fake, mix)
-    if models.config.r1_gamma:
-        penalty = penalty + models.config.r1_gamma / 2 * r1_penalty(critic, real)
-    if models.config.gp_weight or models.config.r1_gamma:
-        logged["d_penalty"] = penalty.detach()
-    updated = _backward_and_update(
-        models, loss + penalty, [models.partner_optimizer], models.partner_scaler
-    )
-    if models.config.weight_clip:
-        with torch.no_grad():
-            for parameter in models.partner.parameters():
-                parameter.clamp_(-models.config.weight_clip, models.config.weight_clip)
-    return logged, updated
-
-
-def gan_step(
-    models: TrainedModels,
-    real: torch.Tensor | Sequence[torch.Tensor],
-    noise_generator: torch.Generator | None = None,
-    labels: torch.Tensor | Sequence[torch.Tensor] | None = None,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """One GAN iteration: ``n_critic`` discriminator updates, each on its own real batch and
-    fresh fake images, then a generator update on another fresh noise batch (the assignment
-    alternates one of each). The loop (:mod:`ganforge.training.loop`) updates the generator's EMA.
-
-    ``real``: this process's images ``(n, C, H, W)`` in ``[-1, 1]`` (the whole batch on one
-    process, its shard under torchrun), one batch per discriminator update (a single tensor
-    when there is one); ``labels``: their classes ``(n,)`` alike, for a conditional GAN. Returns
-    the logged numbers, averaged over processes: the losses, D's outputs on real and fake read
-    through the objective (of the last D update), the penalty when one is on, and with
-    ``models.skip_nonfinite`` how many updates were dropped; and the generator's images of the G
-    step, ``(n, C, H, W)``, detached.
-    """
-    reals = [real] if isinstance(real, torch.Tensor) else list(real)
-    if len(reals) != models.config.n_critic:
-        raise ValueError(
-            f"{len(reals)} real batches for {models.config.n_critic} discriminator updates"
-        )
-    if models.num_classes and labels is None:
-        raise ValueError("a conditional GAN trains on labelled images: pass labels")
-    if labels is None:
-        label_batches = [None] * len(reals)
-    else:
-        label_batches = [labels] if isinstance(labels, torch.Tensor) else list(labels)
-    skipped, ada_r = 0, []
-    for batch, batch_labels in zip(reals, label_batches, strict=True):
-        batch = _mirrored(models, batch, noise_generator)
-        logged, updated = _discriminator_update(models, batch, batch_labels, noise_generator)
+        Returns the logged numbers, averaged over processes (the losses, D's outputs on real and
+        fake read through the objective, of the last D update; the penalty when one is on;
+        ADA's r_t and p; with ``--on-nan skip-step`` how many updates were dropped) and G's
+        images of the G step, detached."""
+        reals, label_batches = _batches(real), _batches(labels)
+        if len(reals) != self.n_critic:
+            raise ValueError(f"{len(reals)} real batches for {self.n_critic} discriminator updates")
+        if self.num_classes and label_batches is None:
+            raise ValueError("a conditional GAN trains on labelled images: pass labels")
+        skipped, ada_r = 0, []
+        for batch, batch_labels in zip(reals, label_batches or [None] * len(reals), strict=True):
+            if self.xflip is not None:
+                batch = self.xflip(batch, self.draws)
+            logged, updated = self.discriminator_update(batch, batch_labels, progress)
+            skipped += not updated
+            if self.ada is not None:
+                ada_r.append(logged.pop("ada_r"))
+        logged["g_loss"], updated, fake = self.generator_update(reals[-1], progress)
         skipped += not updated
-        if models.ada is not None:
-            ada_r.append(logged.pop("ada_r"))
 
-    noise, fake_labels = _fake_inputs(models, reals[-1], noise_generator)
-    models.generator_optimizer.zero_grad(set_to_none=True)
-    with _frozen(models.partner):  # D's weight gradients would go unused
-        with models.autocast():
-            fake = _generate(models.g_synced, noise, fake_labels)
-            seen = _as_d_sees(models, fake, noise_generator)
-            scores_g, logits_g = _discriminate(models.partner_local, seen, fake_labels)
-        g_loss = models.objective.generator_loss(_full_precision(scores_g))
-        g_loss = g_loss + _class_loss(logits_g, fake_labels)
-        skipped += not _backward_and_update(
-            models, g_loss, [models.generator_optimizer], models.generator_scaler
+        if self.ada is not None:
+            logged["ada_r"] = torch.stack(ada_r).mean()
+        names = [name for name in STAT_NAMES if name in logged]
+        values = mean_over_ranks(torch.stack([logged[name] for name in names]), self.shard)
+        stats = dict(zip(names, values.tolist(), strict=True))  # one device sync per step
+        if self.ada is not None:
+            stats["ada_p"] = self.ada.p  # the p this step augmented with
+            self.ada.observe(stats["ada_r"], self.draws.global_batch(reals[-1].shape[0]))
+        if self.update.skip_nonfinite:
+            stats["skipped_updates"] = skipped
+        return stats, full_precision(fake.detach())
+
+    def fake_inputs(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's share of a fresh batch of noise and, for a conditional GAN, of labels
+        drawn uniformly over the classes (``None`` otherwise); ``like``: its real images."""
+        device, dtype = like.device, like.dtype
+        noise = self.draws(
+            like.shape[0],
+            lambda n, g: sample_noise(
+                n, self.noise_dim, distribution=self.noise, generator=g, device=device, dtype=dtype
+            ),
         )
+        if not self.num_classes:
+            return noise, None
+        classes = self.num_classes
+        labels = self.draws(
+            like.shape[0], lambda n, g: torch.randint(classes, (n,), generator=g, device=device)
+        )
+        return noise, labels
 
-    logged["g_loss"] = g_loss.detach()
-    if models.ada is not None:
-        logged["ada_r"] = torch.stack(ada_r).mean()
-    names = [name for name in STAT_NAMES if name in logged]
-    stats = torch.stack([logged[name] for name in names])
-    stats = mean_over_ranks(stats, models.shard).tolist()  # one device sync per step
-    stats = dict(zip(names, stats, strict=True))
-    if models.ada is not None:
-        stats["ada_p"] = models.ada.p  # the p this step augmented with
-        models.ada.observe(stats["ada_r"], reals[-1].shape[0] * models.shard.world_size)
-    if models.skip_nonfinite:
-        stats["skipped_updates"] = skipped
-    return stats, _full_precision(fake.detach())
+    def as_d_sees(self, images: torch.Tensor, progress: float) -> torch.Tensor:
+        for view in self.views:
+            images = view(images, self.draws, progress)
+        return images
+
+    def discriminator_update(
+        self, real: torch.Tensor, real_labels: torch.Tensor | None, progress: float
+    ) -> tuple[dict[str, torch.Tensor], bool]:
+        """One discriminator (critic) update on ``real`` and fresh fake images, with the run's
+        regularisers; returns its logged tensors and whether it was applied."""
+        noise, fake_labels = self.fake_inputs(real)
+        self.d.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad(), self.autocast():
+            fake = _generate(self.g.local, noise, fake_labels)
+        real = self.as_d_sees(real, progress)
+        fake = self.as_d_sees(fake.to(real.dtype), progress)
+        scores_real, scores_fake, logits_real = self._score(real, fake, real_labels, fake_labels)
+        if self.targets is None:
+            loss = self.objective.discriminator_loss(scores_real, scores_fake)
+        else:
+            real_target, fake_target = self.targets(real, self.draws)
+            loss = self.objective.labelled_discriminator_loss(
+                scores_real, scores_fake, real_target, fake_target
+            )
+
+        def critic(images: torch.Tensor) -> torch.Tensor:
+            return _discriminate(self.d.plain, images, real_labels)[0]
+
+        # Penalties are taken at the images D saw, as augmented: the gradient D is kept smooth
+        # at is the one its inputs meet.
+        scored = Scored(real, fake, real_labels, logits_real, critic)
+        penalties = []
+        for regulariser in self.regularisers:
+            term = regulariser.d_term(scored, self.draws)
+            if term is not None and regulariser.penalty:
+                penalties.append(term)
+            elif term is not None:
+                loss = loss + term
+        logged = {
+            "d_loss": loss.detach(),
+            "d_real": self.objective.score_summary(scores_real.detach()),
+            "d_fake": self.objective.score_summary(scores_fake.detach()),
+        }
+        if self.ada is not None:  # ADA's overfitting heuristic, r_t = E[sign(D(x_real))]
+            logged["ada_r"] = torch.sign(scores_real.detach() - self.objective.real_side).mean()
+        if penalties:
+            penalty = sum(penalties[1:], start=penalties[0])
+            logged["d_penalty"] = penalty.detach()
+            loss = loss + penalty
+        updated = self.update(loss, [self.d.optimizer], self.d.scaler)
+        for regulariser in self.regularisers:
+            regulariser.after_d_update(self.d.plain)
+        return logged, updated
+
+    def _score(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        real_labels: torch.Tensor | None,
+        fake_labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """D's full-precision scores of ``real`` and ``fake`` and its class logits of
+        ``real`` (``None`` unless AC-GAN), in one pass when D has no BatchNorm."""
+        with self.autocast():
+            if self.joint_d_pass:
+                n = real.shape[0]
+                labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+                scores, logits = _discriminate(self.d.synced, torch.cat([real, fake]), labels)
+                scores_real, scores_fake = scores[:n], scores[n:]
+                logits_real = None if logits is None else logits[:n]
+            else:
+                scores_real, logits_real = _discriminate(self.d.synced, real, real_labels)
+                scores_fake, _ = _discriminate(self.d.synced, fake, fake_labels)
+        return full_precision(scores_real), full_precision(scores_fake), logits_real
+
+    def generator_update(
+        self, like: torch.Tensor, progress: float
+    ) -> tuple[torch.Tensor, bool, torch.Tensor]:
+        """G's update against the frozen D on a fresh batch the size of ``like``: returns G's
+        loss (detached), whether the update was applied, and G's images."""
+        noise, fake_labels = self.fake_inputs(like)
+        self.g.optimizer.zero_grad(set_to_none=True)
+        with _frozen(self.d.plain):  # D's weight gradients would go unused
+            with self.autocast():
+                fake = _generate(self.g.synced, noise, fake_labels)
+                seen = self.as_d_sees(fake, progress)
+                scores, logits = _discriminate(self.d.local, seen, fake_labels)
+            loss = self.objective.generator_loss(full_precision(scores))
+            for regulariser in self.regularisers:
+                term = regulariser.g_term(logits, fake_labels)
+                if term is not None:
+                    loss = loss + term
+            updated = self.update(loss, [self.g.optimizer], self.g.scaler)
+        return loss.detach(), updated, fake
 
 
-def vae_step(
+class VaeStep:
+    """A VAE iteration: encode the real images, decode one reparameterised draw of each
+    posterior, and step the encoder and decoder together on ``−ELBO``
+    (:func:`ganforge.objectives.elbo`). Build it with :func:`build_step`."""
+
+    def __init__(
+        self,
+        models: TrainedModels,
+        draws: Draws,
+        *,
+        xflip: XFlip | None,
+        updater: Updater,
+        shard: Shard,
+    ) -> None:
+        config = models.config
+        self.models, self.draws, self.xflip, self.update = models, draws, xflip, updater
+        self.shard, self.noise_dim, self.likelihood = shard, config.noise_dim, config.likelihood
+        self.autocast = lambda: autocast(models.device, config.precision)
+        self.decoder, self.encoder = _players(models, shard)
+
+    def __call__(
+        self,
+        real: torch.Tensor | Sequence[torch.Tensor],
+        labels: None = None,
+        progress: float = 0.0,
+    ) -> StepResult:
+        """One update on ``real`` ``(n, C, H, W)`` in ``[-1, 1]`` (this process's share).
+
+        Returns the batch means, over processes, of ``loss`` (``−ELBO``), ``reconstruction``
+        (``−log p(x | z)``) and ``kl``, in nats per image (and ``skipped_updates`` with
+        ``--on-nan skip-step``); and the reconstructions ``(n, C, H, W)``, detached."""
+        (real,) = _batches(real)
+        if self.xflip is not None:
+            real = self.xflip(real, self.draws)
+        device = real.device
+        standard_normal = self.draws(
+            real.shape[0],
+            lambda n, g: sample_noise(
+                n, self.noise_dim, distribution="normal", generator=g, device=device
+            ),
+        )
+        optimizers = [self.decoder.optimizer, self.encoder.optimizer]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            mean, log_var = self.encoder.synced(real)
+            code = reparameterise(full_precision(mean), full_precision(log_var), standard_normal)
+            decoded = self.decoder.synced(code)
+        elbo_per_image, reconstruction, kl = elbo(
+            real,
+            full_precision(decoded),
+            full_precision(mean),
+            full_precision(log_var),
+            self.likelihood,
+            self.models.encoder.log_sigma,
+        )
+        loss = -elbo_per_image.mean()
+        updated = self.update(loss, optimizers, self.decoder.scaler)
+        stats = torch.stack([loss.detach(), reconstruction.detach().mean(), kl.detach().mean()])
+        stats = dict(zip(VAE_STAT_NAMES, mean_over_ranks(stats, self.shard).tolist(), strict=True))
+        if self.update.skip_nonfinite:
+            stats["skipped_updates"] = int(not updated)
+        return stats, full_precision(decoded.detach())
+
+
+Step = Callable[..., StepResult]
+
+
+def build_step(
     models: TrainedModels,
-    real: torch.Tensor | Sequence[torch.Tensor],
     noise_generator: torch.Generator | None = None,
-    labels: None = None,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """One VAE update: encode ``real`` ``(n, C, H, W)`` in ``[-1, 1]`` (this process's share of
-    the batch), decode one reparameterised draw of each posterior, and step the encoder and
-    decoder together on ``−ELBO`` (:func:`ganforge.objectives.elbo`).
+    shard: Shard = SINGLE_PROCESS,
+    objective: Objective | None = None,
+) -> GanStep | VaeStep:
+    """The step ``models`` train by, with the parts their config switches on.
 
-    Returns the batch means, over processes, of ``loss`` (``−ELBO``), ``reconstruction``
-    (``−log p(x | z)``) and ``kl``, in nats per image (and ``skipped_updates`` with
-    ``models.skip_nonfinite``); and the reconstructions ``(n, C, H, W)``, detached.
-    """
-    (real,) = [real] if isinstance(real, torch.Tensor) else list(real)
-    real = _mirrored(models, real, noise_generator)
-    encoder = models.encoder
-    standard_normal = _global_draw(
+    ``noise_generator``: where every random number of the step comes from (the run's noise
+    stream, which checkpoints keep; ``None``: torch's global one); ``shard``: this process's
+    place under torchrun; ``objective``: the GAN's losses, by default the config's
+    (:data:`~ganforge.objectives.OBJECTIVES`)."""
+    config = models.config
+    draws = Draws(noise_generator, shard)
+    xflip = XFlip.from_config(config, models)
+    updater = Updater(skip_nonfinite=config.on_nan == "skip-step")
+    if models.is_vae:
+        return VaeStep(models, draws, xflip=xflip, updater=updater, shard=shard)
+    return GanStep(
         models,
-        lambda n, g: sample_noise(
-            n, models.config.noise_dim, distribution="normal", generator=g, device=real.device
-        ),
-        real.shape[0] * models.shard.world_size,
-        noise_generator,
+        objective or OBJECTIVES[config.loss],
+        draws,
+        xflip=xflip,
+        views=parts_of(VIEWS, config, models),
+        targets=Targets.from_config(config, models),
+        regularisers=parts_of(REGULARISERS, config, models),
+        updater=updater,
+        shard=shard,
     )
-    models.generator_optimizer.zero_grad(set_to_none=True)
-    models.partner_optimizer.zero_grad(set_to_none=True)
-    with models.autocast():
-        mean, log_var = models.partner_synced(real)
-        code = reparameterise(_full_precision(mean), _full_precision(log_var), standard_normal)
-        decoded = models.g_synced(code)
-    elbo_per_image, reconstruction, kl = elbo(
-        real,
-        _full_precision(decoded),
-        _full_precision(mean),
-        _full_precision(log_var),
-        models.config.likelihood,
-        encoder.log_sigma,
-    )
-    loss = -elbo_per_image.mean()
-    updated = _backward_and_update(
-        models,
-        loss,
-        [models.generator_optimizer, models.partner_optimizer],
-        models.generator_scaler,
-    )
-    stats = torch.stack([loss.detach(), reconstruction.detach().mean(), kl.detach().mean()])
-    stats = dict(zip(VAE_STAT_NAMES, mean_over_ranks(stats, models.shard).tolist(), strict=True))
-    if models.skip_nonfinite:
-        stats["skipped_updates"] = int(not updated)
-    return stats, _full_precision(decoded.detach())
-
-
-def step_function(models: TrainedModels):
-    """The iteration ``models`` train by: :func:`vae_step` for a VAE, :func:`gan_step` else."""
-    return vae_step if models.is_vae else gan_step
