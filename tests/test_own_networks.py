@@ -40,6 +40,44 @@ def build(noise_dim, image_shape):
 
 def broken(noise_dim, image_shape):
     return build(noise_dim, image_shape)[0], "a discriminator"
+
+
+class Generator(nn.Module):
+    """Keeps the contract that conditioning needs: it says how long its noise is."""
+
+    def __init__(self, noise_dim, image_shape):
+        super().__init__()
+        self.noise_dim = noise_dim
+        pixels = image_shape[0] * image_shape[1] * image_shape[2]
+        self.net = nn.Sequential(
+            nn.Linear(noise_dim, 64), nn.ReLU(), nn.Linear(64, pixels), nn.Tanh(),
+            nn.Unflatten(1, image_shape),
+        )
+
+    def forward(self, noise):
+        return self.net(noise)
+
+
+class Discriminator(nn.Module):
+    """Keeps the contract of conditioning and the VAE: its layers as net, ending in the score
+    layer, and features(), what that layer reads."""
+
+    def __init__(self, image_shape):
+        super().__init__()
+        pixels = image_shape[0] * image_shape[1] * image_shape[2]
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(pixels, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1)
+        )
+
+    def features(self, images):
+        return self.net[:-1](images)
+
+    def forward(self, images):
+        return self.net(images)
+
+
+def contract(noise_dim, image_shape):
+    return Generator(noise_dim, image_shape), Discriminator(image_shape)
 '''
 
 
@@ -108,10 +146,15 @@ def test_a_run_of_your_own_networks_trains_resumes_samples_evaluates_and_exports
             ["--architecture", f"{MODULE}:broken"],
             f"architecture {MODULE}:broken: the discriminator is a str, not a torch.nn.Module",
         ),
-        (["--architecture", ARCHITECTURE, "--preset", "vae"], "your own networks train as GANs"),
+        (
+            ["--architecture", ARCHITECTURE, "--preset", "vae"],
+            f"architecture {ARCHITECTURE}: the discriminator has no net (an nn.Sequential of its "
+            "layers) (needed by the VAE (--loss elbo), whose encoder is the discriminator)",
+        ),
         (
             ["--architecture", ARCHITECTURE, "--conditioning", "projection"],
-            "build class-conditional networks of your own",
+            f"architecture {ARCHITECTURE}: the generator has no noise_dim (an int) (needed by "
+            "class conditioning (--conditioning))",
         ),
     ],
 )
@@ -121,6 +164,19 @@ def test_networks_that_cannot_be_used_are_refused_in_one_line(
     assert tiny_train(tmp_path / "run", *flags, "--max-steps", "2") == 2
     assert message in error_line(capsys)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flags", [["--conditioning", "projection"], ["--preset", "vae"]])
+def test_your_own_networks_that_keep_the_contract_are_conditioned_or_encode(
+    tmp_path, user_module, flags
+):
+    run = tmp_path / "run"
+    assert tiny_train(run, *flags, "--architecture", f"{MODULE}:contract", "--max-steps", "2") == 0
+    grid = tmp_path / "grid.png"
+    sample = ["sample", str(run), "--num", "4", "--grid", str(grid), "--trust-code"]
+    if "--conditioning" in flags:
+        sample += ["--class", "3"]
+    assert main(sample) == 0 and grid.is_file()
 
 
 def test_your_own_networks_train_under_torchrun(tmp_path, user_module):

@@ -83,16 +83,13 @@ def logged_steps(run: Path) -> list[dict]:
         ("dcgan", 320, 6, 12, ("--no-standing-stats",)),  # the running statistics alone
         # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
         ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
-        # every GAN hack at once: augmentation, label draws, noise annealed over the epochs,
-        # two rates
+        # every GAN hack at once: augmentation, label draws, annealed noise, two rates
         (
             "gan",
             600,
             7,
             14,
             (
-                "--epochs",
-                "10",
                 "--augment",
                 "diffaugment",
                 "--real-label",

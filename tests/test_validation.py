@@ -123,7 +123,7 @@ ROWS = [
         "train --epochs 0 --lr 1e-3", 2, "epochs must be an integer ≥ 1, got 0; 0 (no epoch"
     ),
     pytest.param(
-        "train --preset dcgan --instance-noise 0.1 --time-budget 60",
+        "train --preset dcgan --instance-noise 0.1 --time-budget 60 --epochs 0",
         2,
         "instance_noise falls to 0 over the run's epochs",
     ),

@@ -600,7 +600,8 @@ class TrainConfig:
         zero="off",
         vae_neutral=0.0,
         help="σ of Gaussian noise on every image D sees, falling linearly to 0 over the run's "
-        "planned iterations (Sønderby et al. 2017); with epochs 0 it needs --max-steps",
+        "planned epochs (Sønderby et al. 2017), so a run with it keeps its epochs when "
+        "--max-steps or --time-budget is given",
     )
     conditioning: str = setting(
         "none",
@@ -847,12 +848,19 @@ def _ends_by_length(max_steps: Any, time_budget: Any) -> bool:
     return max_steps is not None or time_budget not in (None, 0)
 
 
-def _length_given(given: dict[str, Any]) -> bool:
-    """Whether the user's ``given`` settings set the run's length without its epochs. What a
-    user says outranks what a preset assumed, so such a run has no epoch limit (epochs 0)."""
-    return "epochs" not in given and _ends_by_length(
-        given.get("max_steps"), given.get("time_budget")
-    )
+#: Settings whose schedules run over the planned epochs: a run with one of them on keeps its
+#: epochs when a length is given, so that a run stopped early and resumed further anneals as
+#: the uninterrupted longer run does.
+EPOCH_SCHEDULES = ("instance_noise",)
+
+
+def _length_given(given: dict[str, Any], merged: dict[str, Any]) -> bool:
+    """Whether the user's ``given`` settings set the run's length without its epochs (and no
+    setting of ``merged``, the preset's and the user's, runs a schedule over them). What a user
+    says outranks what a preset assumed, so such a run has no epoch limit (epochs 0)."""
+    if "epochs" in given or any(merged.get(key) for key in EPOCH_SCHEDULES):
+        return False
+    return _ends_by_length(given.get("max_steps"), given.get("time_budget"))
 
 
 def build_config(
@@ -864,7 +872,8 @@ def build_config(
 
     ``overrides`` entries that are ``None`` are ignored (a flag that was not given). A
     ``max_steps`` or non-zero ``time_budget`` that the file or the overrides give without
-    ``epochs`` sets epochs 0: the given length ends the run, not the preset's epochs.
+    ``epochs`` sets epochs 0: the given length ends the run, not the preset's epochs (unless
+    a setting of :data:`EPOCH_SCHEDULES` is on: its schedule runs over the epochs).
     """
     file_values = read_config_file(config_file) if config_file else {}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -873,7 +882,7 @@ def build_config(
         raise GanforgeError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     file_values.pop("preset", None)  # the chosen preset is the base the file's keys change
     given = {**file_values, **overrides}
-    if _length_given(given):
+    if _length_given(given, {**PRESETS[name], **given}):
         given["epochs"] = 0
     values = {**PRESETS[name], **given, "preset": name}
     unknown = [key for key in values if key not in SETTINGS]
@@ -965,17 +974,20 @@ def _cross_field_problems(config: TrainConfig, check_files: bool) -> list[str]:
             problems.append(message)
 
     architecture = config.architecture
-    if _is_own_networks(architecture):
+    if architecture == GIVEN_NETWORKS:
+        # A module:callable pair is held to the networks' contract when it is built
+        # (ganforge.nets.check_networks); a script's own modules are trained as they are.
         need(
             config.loss != VAE_LOSS,
-            f"architecture {architecture}: a VAE reads its encoder out of a built-in "
-            "discriminator's layers; your own networks train as GANs",
+            "networks handed to train(): a VAE reads its encoder out of the discriminator's "
+            "layers; build them with --architecture module:callable to train a VAE",
         )
         need(
             config.conditioning == "none",
-            f"architecture {architecture}: conditioning wraps the built-in networks; build "
-            "class-conditional networks of your own as plain GANs",
+            "networks handed to train(): conditioning wraps the networks as they are built; "
+            "use --architecture module:callable, or build class-conditional networks yourself",
         )
+    if _is_own_networks(architecture):
         need(
             config.g_width == 1 and config.d_width == 1,
             f"architecture {architecture}: g_width and d_width scale the built-in networks; "

@@ -31,6 +31,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GanforgeError(f"device {name} was asked for, but no CUDA GPU is available")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise GanforgeError(
+                f"device {name} was asked for, but this machine has {count} CUDA GPU"
+                f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})"
+            )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise GanforgeError(f"device {name} was asked for, but Apple's MPS is not available")
     return device

@@ -1,24 +1,28 @@
 """The side work around the training loop, as hooks with one job each.
 
 After every iteration the loop (:func:`ganforge.training.loop.run_loop`) runs each hook that
-is due (:meth:`Hook.due`), in order: on rank 0 the step log, the loggers, the NaN check, the
-progress bar and warnings, the grids and the evaluation; on the other ranks only the NaN check
-(``every_rank``). What a hook records (an evaluation, a warning, where a run stopped) or draws
-goes through :class:`Hooks` to every hook, so a logger hears everything without the loop or the
-other hooks knowing it exists. The :class:`Checkpointer` runs after the ranks agree, since a
-stop or a failure elsewhere also calls for a checkpoint.
+is due (:meth:`Hook.due`), in order: on rank 0 the gradient norms, the step log, the loggers,
+the NaN check, the progress bar and warnings, the grids, the evaluation and the checkpointer;
+on the other ranks only the NaN check. Then the ranks agree on whether to go on; a run stopped
+early (a signal, a failure on another rank) calls :meth:`Hook.at_stop`, and a run that trained
+its last step :meth:`Hook.at_end` (the checkpointer's final checkpoint, the final grid, and
+the end of the run: evaluation, summary, report). What a hook records (an evaluation, a
+warning, where a run stopped) or draws goes through :class:`Hooks` to every hook, so a logger
+hears everything without the loop or the other hooks knowing it exists.
 
-A new logger is one :class:`Hook` subclass and one line in :data:`LOGGERS`.
+A new logger is one :class:`Hook` subclass, one line in :data:`LOGGERS` and the setting that
+turns it on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -26,13 +30,14 @@ from ganforge.checkpoint_file import save_best_checkpoint, save_run_checkpoint
 from ganforge.config import TrainConfig
 from ganforge.console import Console
 from ganforge.data import to_uint8
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, first_line
 from ganforge.eval import ReferenceSet, quick_scores
 from ganforge.image_files import image_grid, save_grid
 from ganforge.nets import sample_noise
 from ganforge.sampling import balanced_labels, generate, generate_from, in_eval_mode
 from ganforge.steplog import StepLog
 from ganforge.training.checkpoints import RunState, make_checkpoint
+from ganforge.training.monitoring import GRAD_NORM_EVERY, gradient_norm
 from ganforge.training.schedule import Iteration, RunPlan, every
 from ganforge.training.state import TrainedModels
 
@@ -41,11 +46,7 @@ SHOWN_STATS = (("d_loss", "D"), ("g_loss", "G"), ("loss", "-ELBO"), ("kl", "KL")
 
 
 class Hook:
-    """Side work after training iterations. Rank 0 runs a run's hooks; ``every_rank`` hooks
-    run on every process under torchrun. Every method but :meth:`after_step` may be left as
-    it is."""
-
-    every_rank: ClassVar[bool] = False
+    """Side work around training iterations; every method may be left as it is."""
 
     def due(self, it: Iteration) -> bool:
         """Whether :meth:`after_step` runs after ``it`` (every iteration, unless overridden)."""
@@ -57,14 +58,27 @@ class Hook:
     def on_record(
         self, step: int, kind: str, record: dict[str, Any], scalars: dict[str, float]
     ) -> None:
-        """Another hook recorded ``record`` at ``step``: ``kind`` is ``eval``, ``warning`` or
-        ``stopped``; ``scalars``: its numbers worth plotting (a logger's business)."""
+        """Another hook recorded ``record`` at ``step``: ``kind`` is ``eval``, ``warning``,
+        ``stopped`` or ``final`` (the final evaluation's scores); ``scalars``: its numbers worth
+        plotting (a logger's business)."""
 
     def on_images(self, step: int, name: str, images: torch.Tensor) -> None:
         """Another hook drew ``images`` ``(n, C, H, W)`` in ``[-1, 1]`` at ``step``."""
 
+    def at_stop(self, it: Iteration) -> None:
+        """The run stops early after ``it`` (a signal, or a failure on another process)."""
+
+    def at_end(self, last: Iteration | None) -> None:
+        """The run has trained its last step (``last``; ``None`` when this session trained
+        none), in the order of the hooks."""
+
     def close(self) -> None:
-        """The run is over (finished, stopped or failed): release files and connections."""
+        """The session is over (finished, stopped or failed): release files and connections."""
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Before any work: one :class:`GanforgeError` line if the hook cannot run here (a
+        logger's package is missing, say)."""
 
 
 class Hooks:
@@ -74,6 +88,7 @@ class Hooks:
         self.console = console
         self.hooks: list[Hook] = list(hooks)
         self.steps_seen = 0  # this session's iterations
+        self._closed = False
 
     def add(self, hook: Hook) -> Hook:
         self.hooks.append(hook)
@@ -105,9 +120,22 @@ class Hooks:
             self.record(step, "warning", {"warning": message})
             self.console.warning(message)
 
-    def close(self) -> None:
+    def at_stop(self, it: Iteration) -> None:
         for hook in self.hooks:
-            hook.close()
+            hook.at_stop(it)
+
+    def at_end(self, last: Iteration | None) -> None:
+        for hook in self.hooks:
+            hook.at_end(last)
+
+    def close(self) -> None:
+        """Close every hook once (a second call, on the way out of a failure, does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        for hook in self.hooks:
+            with contextlib.suppress(Exception):  # one hook's failure must not keep others open
+                hook.close()
 
 
 # -- loggers -----------------------------------------------------------------------------------
@@ -126,7 +154,8 @@ class StepLogHook(Hook):
         self.log.write({**record, "time": self.run_state.elapsed_s()})
 
     def on_record(self, step, kind, record, scalars) -> None:
-        self.log.write({"step": step, **record})
+        if kind != "final":  # the final evaluation has its own file, eval.json
+            self.log.write({"step": step, **record})
 
     def close(self) -> None:
         self.log.close()
@@ -136,6 +165,8 @@ class TensorBoardHook(Hook):
     """``--tensorboard``: the logged numbers, scores and grids under ``RUN/tensorboard``."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, start_step: int) -> None:
+        """Every logger of :data:`LOGGERS` is built from the run's config, folder and first
+        step (TensorBoard needs only the last two)."""
         writer_class = summary_writer_class()
         purge = {"purge_step": start_step + 1} if start_step else {}  # drop the later steps
         self.board = writer_class(log_dir=str(run_dir / "tensorboard"), **purge)
@@ -153,6 +184,10 @@ class TensorBoardHook(Hook):
 
     def close(self) -> None:
         self.board.close()
+
+    @classmethod
+    def check_available(cls) -> None:
+        summary_writer_class()
 
 
 def summary_writer_class():
@@ -177,14 +212,20 @@ class WandbHook(Hook):
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         id_file.write_text(run_id + "\n")
         self.wandb = wandb
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "ganforge"),
-            name=run_dir.name,
-            id=run_id,
-            resume="allow",
-            dir=str(run_dir),
-            config=config.to_dict(),
-        )
+        try:
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "ganforge"),
+                name=run_dir.name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                config=config.to_dict(),
+            )
+        except Exception as exc:  # wandb's own errors: no login, a bad WANDB_MODE, no network
+            raise GanforgeError(
+                f"--wandb: Weights & Biases did not start: {first_line(exc)} (log in with "
+                "'wandb login', or set WANDB_MODE=offline to write RUN/wandb for wandb sync)"
+            ) from None
 
     def after_step(self, it: Iteration) -> None:
         self.run.log({f"train/{key}": value for key, value in it.stats.items()}, step=it.step)
@@ -200,6 +241,10 @@ class WandbHook(Hook):
 
     def close(self) -> None:
         self.run.finish()
+
+    @classmethod
+    def check_available(cls) -> None:
+        wandb_module()
 
 
 def wandb_module():
@@ -220,12 +265,25 @@ LOGGERS: dict[str, type[Hook]] = {"tensorboard": TensorBoardHook, "wandb": Wandb
 # -- watching ----------------------------------------------------------------------------------
 
 
-class NaNCheckHook(Hook):
-    """Every rank: stop with :class:`~ganforge.training.monitoring.Diverged` at a NaN or
-    infinite loss or weight (every rank sees the same averaged losses, so all stop at the same
-    step)."""
+class GradientNormHook(Hook):
+    """Every :data:`~ganforge.training.monitoring.GRAD_NORM_EVERY` iterations, each network's
+    gradient norm into :attr:`Iteration.grad_norms`, for the step log and the monitor."""
 
-    every_rank = True
+    def __init__(self, models: TrainedModels) -> None:
+        self.models = models
+
+    def due(self, it: Iteration) -> bool:
+        return every(it.step, GRAD_NORM_EVERY)
+
+    def after_step(self, it: Iteration) -> None:
+        models = self.models
+        it.grad_norms = {"d": gradient_norm(models.partner), "g": gradient_norm(models.generator)}
+
+
+class NaNCheckHook(Hook):
+    """Stop with :class:`~ganforge.training.monitoring.Diverged` at a NaN or infinite loss or
+    weight. Every process runs it (every one sees the same averaged losses, so all stop at the
+    same step)."""
 
     def __init__(self, models: TrainedModels, run_state: RunState) -> None:
         self.models, self.monitor = models, run_state.monitor
@@ -267,16 +325,15 @@ class ProgressHook(Hook):
 
 
 class GridHook(Hook):
-    """Every ``sample_every`` iterations, ``samples/step_NNNNNNN.png``: the sampler's images of
-    a fixed noise batch (seed + 2), so that the grids show one set of images as it trains."""
+    """Every ``sample_every`` iterations, ``samples/step_NNNNNNN.png``, and at the end
+    ``samples/final.png``: the sampler's images of a fixed noise batch (seed + 2), so that the
+    grids show one set of images as it trains."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, models: TrainedModels, hooks: Hooks):
-        self.every, self.folder, self.models, self.hooks = (
-            config.sample_every,
-            run_dir,
-            models,
-            hooks,
-        )
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, models: TrainedModels, hooks: Hooks, plan: RunPlan
+    ) -> None:
+        self.every, self.folder, self.start_step = config.sample_every, run_dir, plan.start_step
+        self.models, self.hooks = models, hooks
         noise = torch.Generator().manual_seed(config.seed + 2)
         self.fixed_noise = sample_noise(
             config.grid_size, config.noise_dim, distribution=config.noise, generator=noise
@@ -288,6 +345,9 @@ class GridHook(Hook):
     def after_step(self, it: Iteration) -> None:
         self.draw(f"step_{it.step:07d}.png", it.step)
 
+    def at_end(self, last: Iteration | None) -> None:
+        self.draw("final.png", last.step if last is not None else self.start_step)
+
     def draw(self, name: str, step: int) -> None:
         sampler = self.models.sampler
         with in_eval_mode(sampler), torch.inference_mode():
@@ -296,12 +356,12 @@ class GridHook(Hook):
         self.hooks.images(step, "samples", images)
 
 
-class Checkpointer:
+class Checkpointer(Hook):
     """The run's checkpoints: the newest ``keep_checkpoints`` at epoch ends (of every k-th epoch
     when epochs are short, :meth:`RunPlan.epoch_checkpoint_due`) and every
-    ``checkpoint_every`` iterations, on a stop or a failure (the loop decides), and ``best.pt``
-    at each new best FID. ``last_saved``: the newest checkpoint's path (the one that a failure
-    message names)."""
+    ``checkpoint_every`` iterations; on an early stop; after the last step; and ``best.pt`` at
+    each new best FID (:meth:`save_best`). ``last_saved``: the newest checkpoint's path (the
+    one that a failure message names)."""
 
     def __init__(
         self,
@@ -321,6 +381,17 @@ class Checkpointer:
         return every(it.step, self.config.checkpoint_every) or (
             it.end_of_epoch and self.plan.epoch_checkpoint_due(it.epoch)
         )
+
+    def after_step(self, it: Iteration) -> None:
+        self.save(it.step, it.resume_data_state)
+
+    def at_stop(self, it: Iteration) -> None:
+        if self.saved_step != it.step:
+            self.save(it.step, it.resume_data_state)
+
+    def at_end(self, last: Iteration | None) -> None:
+        if last is not None:
+            self.at_stop(last)
 
     def _checkpoint(self, step: int, data_state: torch.Tensor | None) -> dict[str, Any]:
         return make_checkpoint(
@@ -397,18 +468,32 @@ def build_hooks(
     plan: RunPlan,
     checkpointer: Checkpointer,
     reference: ReferenceSet | None,
-) -> tuple[Hooks, GridHook]:
-    """Rank 0's hooks, in the order they run, and the grid hook (the end of a run draws the
-    final grid with it). The step log comes first, so that it shows a NaN before the NaN
-    check stops the run."""
+) -> Hooks:
+    """Rank 0's hooks, in the order they run. The gradient norms come first, for the step log
+    and the monitor; the step log before the NaN check, so that it shows a NaN; the checkpointer
+    after the grids and the evaluation, so that its checkpoint holds their effects (the best
+    FID, the monitor's state)."""
     hooks = Hooks(console)
-    hooks.add(StepLogHook(run_dir, run_state))
+    try:
+        hooks.add(GradientNormHook(models))
+        hooks.add(StepLogHook(run_dir, run_state))
+        for setting, logger in LOGGERS.items():
+            if getattr(config, setting):
+                hooks.add(logger(config, run_dir, plan.start_step))
+        hooks.add(NaNCheckHook(models, run_state))
+        hooks.add(ProgressHook(hooks, run_state, plan, config.batch_size))
+        hooks.add(GridHook(config, run_dir, models, hooks, plan))
+        if reference is not None:
+            hooks.add(EvaluationHook(config, models, reference, run_state, checkpointer, hooks))
+        hooks.add(checkpointer)
+    except BaseException:
+        hooks.close()  # what was opened before the failure
+        raise
+    return hooks
+
+
+def check_loggers(config: TrainConfig) -> None:
+    """Before any work: each logger the config turns on can run here, or one line says why."""
     for setting, logger in LOGGERS.items():
-        if getattr(config, setting, False):
-            hooks.add(logger(config, run_dir, plan.start_step))
-    hooks.add(NaNCheckHook(models, run_state))
-    hooks.add(ProgressHook(hooks, run_state, plan, config.batch_size))
-    grids = hooks.add(GridHook(config, run_dir, models, hooks))
-    if reference is not None:
-        hooks.add(EvaluationHook(config, models, reference, run_state, checkpointer, hooks))
-    return hooks, grids
+        if getattr(config, setting):
+            logger.check_available()

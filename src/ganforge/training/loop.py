@@ -2,8 +2,8 @@
 
 :func:`iterate_training` repeats the step (:mod:`ganforge.training.step`) over shuffled epochs and
 yields after every one; :func:`run_loop` is every process's loop over those iterations: it runs
-the hooks that are due (:mod:`ganforge.training.hooks`), the ranks agree on whether to go on, and
-rank 0 checkpoints when that is due.
+the hooks that are due (:mod:`ganforge.training.hooks`), then the ranks agree on whether to go
+on.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ganforge.training.checkpoints import RunState
 from ganforge.training.distributed import Shard, agree_on_outcome, barrier
 from ganforge.training.hooks import Hooks
 from ganforge.training.interrupts import StopRequests, signal_name
-from ganforge.training.monitoring import GRAD_NORM_EVERY, Diverged, gradient_norm
+from ganforge.training.monitoring import Diverged
 from ganforge.training.run_folder import RunFolder
 from ganforge.training.schedule import Iteration, steps_per_epoch
 from ganforge.training.step import GanStep, VaeStep
@@ -82,10 +82,7 @@ def iterate_training(
             end_of_epoch = i == per_epoch - 1
             if end_of_epoch and data_generator is not None:
                 epoch_data_state = data_generator.get_state()  # the next epoch begins here
-            norms = {}
-            if step % GRAD_NORM_EVERY == 0:
-                norms = {"d": gradient_norm(models.partner), "g": gradient_norm(models.generator)}
-            yield Iteration(step, epoch, end_of_epoch, stats, fake, epoch_data_state, norms)
+            yield Iteration(step, epoch, end_of_epoch, stats, fake, epoch_data_state)
 
 
 def run_loop(
@@ -104,8 +101,9 @@ def run_loop(
     go on: a SIGINT or SIGTERM on any rank stops all of them after a checkpoint, a failure on
     any rank (a full disk, an evaluation error) stops all of them with its one-line message,
     after rank 0, if it is not the one that failed, has written its checkpoint, and a spent
-    ``time_budget`` (rank 0's clock) ends the loop as its last iteration would. Rank 0
-    (``folder``) checkpoints when that is due.
+    ``time_budget`` (rank 0's clock) ends the loop as its last iteration would; a stop or a
+    failure elsewhere has rank 0's hooks (``folder``'s) save what they must first
+    (:meth:`~ganforge.training.hooks.Hook.at_stop`: the checkpointer's checkpoint).
     """
     main = folder is not None
     it = None
@@ -127,11 +125,9 @@ def run_loop(
             outcome = agree_on_outcome(
                 shard, run_state.device, stop.requested, _one_line(failure, folder), budget_spent
             )
-            checkpointer = folder.checkpointer if main else None
-            due = main and (checkpointer.due(it) or outcome.stopping or outcome.failures)
-            if due and failure is None:
+            if main and failure is None and (outcome.stopping or outcome.failures):
                 with run_state.timing_side_work():
-                    checkpointer.save(it.step, it.resume_data_state)
+                    hooks.at_stop(it)  # the checkpointer's checkpoint of this step
             if outcome.failures:
                 barrier(shard)  # the failed rank waits for rank 0's checkpoint before it leaves
             if failure is not None:

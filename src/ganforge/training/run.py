@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from ganforge.training.distributed import (
     shard_from_environment,
     share_main_outcome,
 )
-from ganforge.training.hooks import Hooks, NaNCheckHook, summary_writer_class, wandb_module
+from ganforge.training.hooks import Hooks, NaNCheckHook, check_loggers
 from ganforge.training.loop import iterate_training, run_loop
 from ganforge.training.performance import precision_warning
 from ganforge.training.run_folder import (
@@ -84,10 +85,7 @@ def check_environment(
         check_no_writer(Path(config.out))  # early word of a live writer; _train's lock decides
         if resume is None:
             check_run_folder_is_free(Path(config.out))
-    if config.tensorboard:
-        summary_writer_class()  # tensorboard is installed, or say so before any work
-    if config.wandb:
-        wandb_module()
+    check_loggers(config)  # their packages are installed, or say so before any work
     return slow_precision
 
 
@@ -255,17 +253,24 @@ def _train(
     folder, error = None, None
     if main:
         try:
-            folder = RunFolder(
-                config,
-                _locked_run_folder(config, console, resume, plan.start_step, run_lock),
-                models,
-                run_state,
-                console,
-                plan,
-                reference=reference,
-                examples=data.images[:RECONSTRUCTED],
-                resumed_from=resume.checkpoint["path"] if resume else None,
-            )
+            run_dir = _locked_run_folder(config, console, resume, plan.start_step, run_lock)
+            try:
+                folder = RunFolder(
+                    config,
+                    run_dir,
+                    models,
+                    run_state,
+                    console,
+                    plan,
+                    reference=reference,
+                    examples=data.images[:RECONSTRUCTED],
+                    resumed_from=resume.checkpoint["path"] if resume else None,
+                    processes=shard.world_size,
+                )
+            except GanforgeError:
+                if resume is None:  # a new run's folder, which holds nothing worth keeping
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
         except GanforgeError as exc:
             error = str(exc)
     share_main_outcome(shard, error)
@@ -291,4 +296,4 @@ def _train(
             with run_state.timing_side_work():
                 folder.begin(start_data_state)
         last = run_loop(config, iterations, run_state, hooks, folder, shard)
-    return folder.finish(last, shard.world_size) if folder is not None else None
+    return folder.finish(last) if folder is not None else None

@@ -37,7 +37,7 @@ from ganforge.run_lock import LOCK_NAME
 from ganforge.sampling import in_eval_mode
 from ganforge.steplog import read_step_log, truncate_step_log
 from ganforge.training.checkpoints import RunState
-from ganforge.training.hooks import Checkpointer, build_hooks
+from ganforge.training.hooks import Checkpointer, Hook, build_hooks
 from ganforge.training.monitoring import Diverged
 from ganforge.training.performance import peak_memory_mb
 from ganforge.training.schedule import Iteration, RunPlan
@@ -128,16 +128,18 @@ class RunFolder:
         reference: ReferenceSet | None,
         examples: torch.Tensor | None,
         resumed_from: str | None,
+        processes: int = 1,
     ) -> None:
         self.config, self.run_dir, self.models = config, run_dir, models
         self.run_state, self.console, self.plan = run_state, console, plan
-        self.reference, self.examples = reference, examples
+        self.reference, self.examples, self.processes = reference, examples, processes
         self.resumed = resumed_from is not None
         self.stopped_by: str | None = None  # "time_budget" once note_time_budget says so
         self.checkpointer = Checkpointer(config, run_dir, models, run_state, plan, resumed_from)
-        self.hooks, self.grids = build_hooks(
+        self.hooks = build_hooks(
             config, run_dir, models, run_state, console, plan, self.checkpointer, reference
         )
+        self.end = self.hooks.add(RunEnd(self))
 
     def begin(self, data_state: torch.Tensor | None) -> None:
         """Show the progress bar; a new run writes its step-0 checkpoint, so that from the
@@ -174,21 +176,22 @@ class RunFolder:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
-        """Around the loop: one clear line for a divergence or a failed write, naming the last
-        good checkpoint; a new run that failed before its first step leaves no folder."""
+        """Around the loop: whatever ends the session early, the hooks are closed (the log and
+        the loggers flushed); one clear line for a divergence or a failed write, naming the
+        last good checkpoint; a new run that failed before its first step leaves no folder."""
         run_dir = self.run_dir
         try:
             yield
-        except Diverged as exc:
-            raise Diverged(
-                f"{exc}. Training stopped; the last good checkpoint is "
-                f"{self.checkpointer.last_saved} (continue from it with --resume {run_dir} "
-                "--on-nan skip-step, or train again with a lower --lr)"
-            ) from None
         except BaseException as exc:
             fresh = not self.resumed and self.hooks.steps_seen == 0
+            self.close()
+            if isinstance(exc, Diverged):
+                raise Diverged(
+                    f"{exc}. Training stopped; the last good checkpoint is "
+                    f"{self.checkpointer.last_saved} (continue from it with --resume {run_dir} "
+                    "--on-nan skip-step, or train again with a lower --lr)"
+                ) from None
             if fresh:  # nothing of this run is worth keeping
-                self.close()
                 shutil.rmtree(run_dir, ignore_errors=True)
             if isinstance(exc, OSError):
                 if fresh:
@@ -224,75 +227,22 @@ class RunFolder:
         )
         save_grid(pairs.flatten(0, 2), path, nrow=columns)
 
-    def finish(self, last: Iteration | None, processes: int) -> RunSummary:
-        """The last checkpoint, grid, loss curve and evaluation, then ``summary.json``: written
-        last, so that a run stopped before it is resumed to finish; then the report (``last``:
-        the final iteration, ``None`` when this session trained no step)."""
-        config, run_dir, run_state = self.config, self.run_dir, self.run_state
+    def finish(self, last: Iteration | None) -> RunSummary:
+        """The end of the run (``last``: the final iteration, ``None`` when this session trained
+        no step): every hook's :meth:`~ganforge.training.hooks.Hook.at_end`, in order (the
+        final grid, the final checkpoint, then :class:`RunEnd`: evaluation, summary, report),
+        then the hooks are closed."""
         step = last.step if last is not None else self.plan.start_step
-        stopped_by = self.stopped_by or self.plan.ends_by
-        self._say_why_it_ended(step, stopped_by)
+        self.stopped_by = self.stopped_by or self.plan.ends_by
+        self._say_why_it_ended(step, self.stopped_by)
         try:
-            if self.checkpointer.saved_step != step:
-                self.checkpointer.save(step, last.resume_data_state)
-            wall = run_state.elapsed_s()
-            busy = wall - run_state.side_work_s()
-            summary = RunSummary(
-                run_dir,
-                step,
-                step // self.plan.per_epoch,
-                wall,
-                step * config.batch_size / max(busy, 1e-9),
-                run_state.last_stats,
-            )
-            self.grids.draw("final.png", step)
-            self.hooks.close()
-            if self.models.is_vae and self.examples is not None:
-                self.reconstruction_grid(run_dir / "samples" / "reconstructions.png")
-            save_timeline_gif(run_dir / "samples", run_dir / "samples" / "timeline.gif")
-            plot_losses(
-                read_step_log(run_dir / "metrics.jsonl"),
-                run_dir / "loss_curve.png",
-                title=f"{config.preset} ({config.loss}, {config.architecture})",
-            )
-            evaluation_s = None
-            if self.reference is not None and config.final_eval_num:
-                # What `ganforge eval` would score: the checkpoint's generator, read back.
-                evaluation_started = time.perf_counter()
-                given = config.architecture == GIVEN_NETWORKS
-                result = score_run(
-                    run_dir,
-                    num=config.final_eval_num,
-                    seed=config.seed,
-                    trust_code=True,  # this run's own networks, trusted when it started
-                    generator=copy.deepcopy(self.models.generator) if given else None,
-                    reference=self.reference,
-                )
-                save_run_evaluation(run_dir, result)
-                evaluation_s = round(time.perf_counter() - evaluation_started, 2)
-            facts = {
-                "steps": summary.steps,
-                "epochs_completed": summary.epochs_completed,
-                "wall_time_s": round(wall, 2),
-                "train_time_s": round(busy, 2),
-                "final_evaluation_s": evaluation_s,
-                "stopped_by": stopped_by,
-                "images_per_s": round(summary.images_per_s, 1),
-                "device": str(self.models.device),
-                "processes": processes,
-                "precision": config.precision,
-                "compile": config.compile,
-                "peak_memory_mb": round(peak_memory_mb(self.models.device), 1),
-                "best_fid_during_training": run_state.best_fid,
-                "last": summary.last_stats,
-            }
-            if config.on_nan == "skip-step":
-                facts["skipped_updates"] = run_state.monitor.skipped_total
-            atomic_write_text(run_dir / "summary.json", json.dumps(facts, indent=2) + "\n")
-            build_report(run_dir)
+            with self.run_state.timing_side_work():
+                self.hooks.at_end(last)
         except OSError as exc:
             raise GanforgeError(self.failure_message(exc, then="finish")) from None
-        return summary
+        finally:
+            self.close()
+        return self.end.summary
 
     def _say_why_it_ended(self, step: int, stopped_by: str) -> None:
         """One line, logged and shown, when the run ends before a length the user gave: at its
@@ -308,3 +258,77 @@ class RunFolder:
             message = f"{ended_by} ended the run before {' and '.join(limits)}"
             self.hooks.record(step, "stopped", {"stopped": message})
             self.console.notice(f"step {step}: {message}")
+
+
+class RunEnd(Hook):
+    """The end of a run, the last hook: a VAE's reconstructions, the timeline GIF, the loss
+    curves, the final evaluation (what ``ganforge eval`` would score: the checkpoint's
+    generator, read back; recorded for the loggers as ``final``), then ``summary.json``,
+    written last, so that a run stopped before it is resumed to finish, and the report."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+        self.summary: RunSummary | None = None
+
+    def at_end(self, last: Iteration | None) -> None:
+        folder = self.folder
+        config, run_dir, run_state, models = (
+            folder.config,
+            folder.run_dir,
+            folder.run_state,
+            folder.models,
+        )
+        step = last.step if last is not None else folder.plan.start_step
+        wall, busy = run_state.elapsed_s(), run_state.training_s()
+        self.summary = summary = RunSummary(
+            run_dir,
+            step,
+            step // folder.plan.per_epoch,
+            wall,
+            step * config.batch_size / max(busy, 1e-9),
+            run_state.last_stats,
+        )
+        if models.is_vae and folder.examples is not None:
+            folder.reconstruction_grid(run_dir / "samples" / "reconstructions.png")
+        save_timeline_gif(run_dir / "samples", run_dir / "samples" / "timeline.gif")
+        plot_losses(
+            read_step_log(run_dir / "metrics.jsonl"),
+            run_dir / "loss_curve.png",
+            title=f"{config.preset} ({config.loss}, {config.architecture})",
+        )
+        evaluation_s = None
+        if folder.reference is not None and config.final_eval_num:
+            evaluation_started = time.perf_counter()
+            given = config.architecture == GIVEN_NETWORKS
+            result = score_run(
+                run_dir,
+                num=config.final_eval_num,
+                seed=config.seed,
+                trust_code=True,  # this run's own networks, trusted when it started
+                generator=copy.deepcopy(models.generator) if given else None,
+                reference=folder.reference,
+            )
+            save_run_evaluation(run_dir, result)
+            evaluation_s = round(time.perf_counter() - evaluation_started, 2)
+            scores = {k: v for k, v in result["samples"].items() if isinstance(v, int | float)}
+            folder.hooks.record(step, "final", scores, scores)
+        facts = {
+            "steps": summary.steps,
+            "epochs_completed": summary.epochs_completed,
+            "wall_time_s": round(wall, 2),
+            "train_time_s": round(busy, 2),
+            "final_evaluation_s": evaluation_s,
+            "stopped_by": folder.stopped_by,
+            "images_per_s": round(summary.images_per_s, 1),
+            "device": str(models.device),
+            "processes": folder.processes,
+            "precision": config.precision,
+            "compile": config.compile,
+            "peak_memory_mb": round(peak_memory_mb(models.device), 1),
+            "best_fid_during_training": run_state.best_fid,
+            "last": summary.last_stats,
+        }
+        if config.on_nan == "skip-step":
+            facts["skipped_updates"] = run_state.monitor.skipped_total
+        atomic_write_text(run_dir / "summary.json", json.dumps(facts, indent=2) + "\n")
+        build_report(run_dir)

@@ -68,7 +68,9 @@ class Iteration:
 
     ``resume_data_state`` is the data generator's state to continue after this step with: its
     state when the next step's epoch began (``None`` without shuffling). ``grad_norms``: each
-    network's gradient norm (``"g"``, ``"d"``), measured every few steps (empty otherwise).
+    network's gradient norm (``"g"``, ``"d"``), which rank 0's
+    :class:`~ganforge.training.hooks.GradientNormHook` measures every few steps (empty
+    otherwise).
     """
 
     step: int

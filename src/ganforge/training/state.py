@@ -58,7 +58,8 @@ def _ema_average(decay: float, every: int = 1):
     return average
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer (of any dimension, synchronised or not)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
@@ -174,7 +175,7 @@ class TrainedModels:
         not fit its weights of now; ``estimate_batchnorm_statistics`` replaces them with the
         statistics of these weights, on fixed noise (so a resumed run gets the same ones). The
         copy is made once after each step that needs it; G itself trains on untouched."""
-        if not (self.config.standing_stats and self.ema is None and _has_batchnorm(self.generator)):
+        if not (self.config.standing_stats and self.ema is None and has_batchnorm(self.generator)):
             return None
         if self._standing_generator is None:
             standing = without_sync_batchnorm(copy.deepcopy(self.generator))
@@ -249,7 +250,7 @@ def build_trained_models(
     device: torch.device,
     networks: tuple[nn.Module, nn.Module] | None = None,
 ) -> TrainedModels:
-    """The networks, optimizers and objective a config describes, ready to train on ``device``;
+    """The networks and optimizers a config describes, ready to train on ``device``;
     ``networks``: a script's own ``(generator, discriminator)`` to train instead.
 
     Weights come from torch's global generator: seed it first for a reproducible run. A user's

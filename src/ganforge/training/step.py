@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ganforge.errors import GanforgeError
-from ganforge.nets import sample_noise
+from ganforge.nets import generate_images, sample_noise
 from ganforge.objectives import OBJECTIVES, Objective, elbo, reparameterise
 from ganforge.training.distributed import (
     SINGLE_PROCESS,
@@ -43,7 +43,7 @@ from ganforge.training.parts import (
     parts_of,
 )
 from ganforge.training.performance import autocast, maybe_compile
-from ganforge.training.state import TrainedModels
+from ganforge.training.state import TrainedModels, has_batchnorm
 
 STAT_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty", "ada_r")
 VAE_STAT_NAMES = ("loss", "reconstruction", "kl")
@@ -63,10 +63,6 @@ def _frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for parameter in trainable:
             parameter.requires_grad_(True)
-
-
-def _has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _players(models: TrainedModels, shard: Shard) -> tuple[Player, Player]:
@@ -96,14 +92,12 @@ def _batches(
     return [batches] if isinstance(batches, torch.Tensor) else list(batches)
 
 
-def _generate(generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None):
-    return generator(noise) if labels is None else generator(noise, labels)
-
-
 def _discriminate(
     discriminator: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(scores, class logits)``: the logits of an AC-GAN discriminator, ``None`` otherwise."""
+    """``(scores, class logits)``: the logits of an AC-GAN discriminator, ``None`` otherwise
+    (the discriminator's side of the conditional fork; the generator's is
+    :func:`~ganforge.nets.generate_images`)."""
     out = discriminator(images) if labels is None else discriminator(images, labels)
     return out if isinstance(out, tuple) else (out, None)
 
@@ -136,7 +130,7 @@ class GanStep:
         self.autocast = lambda: autocast(models.device, config.precision)
         self.g, self.d = _players(models, shard)
         # With BatchNorm in D, one pass over real and fake would mix their batch statistics.
-        self.joint_d_pass = not _has_batchnorm(models.partner)
+        self.joint_d_pass = not has_batchnorm(models.partner)
         if shard.is_distributed and not self.joint_d_pass:
             raise GanforgeError(
                 "distributed training needs a discriminator without BatchNorm (DDP allows one "
@@ -217,7 +211,7 @@ class GanStep:
         noise, fake_labels = self.fake_inputs(real)
         self.d.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad(), self.autocast():
-            fake = _generate(self.g.local, noise, fake_labels)
+            fake = generate_images(self.g.local, noise, fake_labels)
         real = self.as_d_sees(real, progress)
         fake = self.as_d_sees(fake.to(real.dtype), progress)
         scores_real, scores_fake, logits_real = self._score(real, fake, real_labels, fake_labels)
@@ -288,7 +282,7 @@ class GanStep:
         self.g.optimizer.zero_grad(set_to_none=True)
         with _frozen(self.d.plain):  # D's weight gradients would go unused
             with self.autocast():
-                fake = _generate(self.g.synced, noise, fake_labels)
+                fake = generate_images(self.g.synced, noise, fake_labels)
                 seen = self.as_d_sees(fake, progress)
                 scores, logits = _discriminate(self.d.local, seen, fake_labels)
             loss = self.objective.generator_loss(full_precision(scores))
