@@ -105,21 +105,32 @@ def tiny_dataset(monkeypatch):
 
 
 def test_the_dataset_table_holds_every_dataset_with_its_facts():
-    assert dataset_names() == ("mnist", "fashion-mnist", "cifar10", "folder:PATH")
+    assert dataset_names() == (
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+        "emoji",
+        "emoji-google",
+        "folder:PATH",
+    )
     assert {name: spec.evaluator for name, spec in DATASETS.items()} == {
         "mnist": "mnist",
         "fashion-mnist": "fashion-mnist",
         "cifar10": None,
+        "emoji": None,
+        "emoji-google": None,
         "folder": None,
     }
     assert {name: spec.classes for name, spec in DATASETS.items()} == {
         "mnist": 10,
         "fashion-mnist": 10,
         "cifar10": 10,
+        "emoji": 9,
+        "emoji-google": 9,
         "folder": None,
     }
     assert DATASETS["cifar10"].channels == (1, 3) and DATASETS["mnist"].channels == (1,)
-    assert fetchable_datasets() == ("mnist", "fashion-mnist")
+    assert fetchable_datasets() == ("mnist", "fashion-mnist", "emoji", "emoji-google")
     for spec in DATASETS.values():
         assert spec.source
         assert (spec.fetch is None) == bool(spec.no_fetch), spec.name
@@ -143,7 +154,8 @@ def test_dataset_spec_looks_up_names_and_patterns(name, spec):
 @pytest.mark.parametrize("name", ["folder", "folder:", "mnist:x", "cifar", "Mnist", ""])
 def test_dataset_spec_refuses_other_names_listing_the_table(name):
     with pytest.raises(
-        GanforgeError, match=r"choose one of: mnist, fashion-mnist, cifar10, folder:PATH$"
+        GanforgeError,
+        match=r"choose one of: mnist, fashion-mnist, cifar10, emoji, emoji-google, folder:PATH$",
     ):
         dataset_spec(name)
 
@@ -185,7 +197,7 @@ def test_a_new_dataset_is_one_table_line(tiny_dataset, tmp_path):
 
 
 def test_a_new_dataset_is_fetched_through_the_table(tiny_dataset, tmp_path, capsys):
-    assert fetchable_datasets() == ("mnist", "fashion-mnist", "tiny")
+    assert fetchable_datasets() == ("mnist", "fashion-mnist", "emoji", "emoji-google", "tiny")
     assert main(["data", "fetch", "tiny", "--data-root", str(tmp_path), "--download"]) == 0
     assert capsys.readouterr().out.strip() == f"tiny: files in {tmp_path / 'tiny'}"
     assert (tmp_path / "tiny" / "downloaded").is_file()
@@ -204,7 +216,9 @@ def test_a_new_dataset_is_fetched_through_the_table(tiny_dataset, tmp_path, caps
 def test_fetch_refuses_what_the_table_cannot_fetch_and_says_why(tmp_path, name, why):
     with pytest.raises(GanforgeError) as info:
         fetch_dataset(name, tmp_path)
-    assert str(info.value).startswith(f"cannot fetch {name!r}; choose mnist or fashion-mnist{why}")
+    assert str(info.value).startswith(
+        f"cannot fetch {name!r}; choose mnist or fashion-mnist or emoji or emoji-google{why}"
+    )
 
 
 def test_the_evaluator_of_a_dataset_comes_from_the_table(monkeypatch):

@@ -52,6 +52,7 @@ FIELDS = {
     "on_nan": ("str", "stop"), "eval_every": ("int", 0), "eval_num": ("int", 2000),
     "final_eval_num": ("int", 10_000), "tensorboard": ("bool", False), "wandb": ("bool", False),
     "precision": ("str", "fp32"), "compile": ("bool", False), "sync_bn": ("bool", False),
+    "background": ("str", "white"),
 }  # fmt: skip
 
 

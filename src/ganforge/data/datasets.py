@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 
 from ganforge.data.images import (
+    DEFAULT_BACKGROUND,
     ImageData,
     ImageShape,
+    check_background,
     preprocess_images,
     resize_images,
     resolve_data_root,
@@ -86,6 +88,7 @@ def load_dataset(
     train_size: int | None = None,
     train_subset: str = "first",
     image_shape: ImageShape = (1, 28, 28),
+    background: str = DEFAULT_BACKGROUND,
 ) -> ImageData:
     """Load a split of a dataset of :data:`~ganforge.data.registry.DATASETS` into memory.
 
@@ -100,7 +103,9 @@ def load_dataset(
 
     Images come as uint8 ``image_shape`` ``(C, H, W)``: resized (and centre-cropped to keep the
     aspect ratio) when the dataset's differ, and converted to grayscale (C = 1) or RGB (C = 3)
-    where the spec's ``channels`` allow; any other C is a :class:`GanforgeError`.
+    where the spec's ``channels`` allow; any other C is a :class:`GanforgeError`. Transparent
+    images (a spec with ``transparency``: folders) are composited onto ``background``
+    (``white``, ``black`` or ``#RRGGBB``) before that.
     """
     spec = dataset_spec(name)
     if split not in SPLITS:
@@ -109,10 +114,15 @@ def load_dataset(
         raise GanforgeError(f"unknown train_subset {train_subset!r}; choose first or balanced")
     balanced = train_subset == "balanced" and train_size is not None
     _check_channels(spec, name, image_shape)
+    check_background(background)
     channels, height, width = image_shape
     source = "test" if split == "test" and spec.splits else "train"
     root = resolve_data_root(data_root)
-    data = spec.loader(name, source, root=root, download=download, image_shape=image_shape)
+    # Only loaders that may meet transparency take a background (Loader's contract).
+    options = {"background": background} if spec.transparency else {}
+    data = spec.loader(
+        name, source, root=root, download=download, image_shape=image_shape, **options
+    )
     if not spec.splits:
         return data.balanced(train_size) if balanced else data.subset(0, train_size or len(data))
     if split != "test":

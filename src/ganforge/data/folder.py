@@ -1,6 +1,6 @@
 """``folder:PATH``: every PNG/JPEG under PATH, a first-level sub-folder naming an image's class,
 converted to grayscale or RGB and resized while it is read (files of any size can then share
-one tensor).
+one tensor); transparent images are composited onto a background first.
 """
 
 from __future__ import annotations
@@ -9,7 +9,13 @@ from pathlib import Path
 
 import torch
 
-from ganforge.data.images import ImageData, ImageShape, resize_images
+from ganforge.data.images import (
+    DEFAULT_BACKGROUND,
+    ImageData,
+    ImageShape,
+    decode_image,
+    resize_images,
+)
 from ganforge.errors import GanforgeError
 
 PREFIX = "folder:"
@@ -29,15 +35,18 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def load_image_folder(folder: Path, image_shape: ImageShape) -> ImageData:
+def load_image_folder(
+    folder: Path, image_shape: ImageShape, background: str = DEFAULT_BACKGROUND
+) -> ImageData:
     """Read every PNG/JPEG under ``folder`` as uint8 ``image_shape`` (C, H, W).
 
-    Images are converted to grayscale (C = 1) or RGB (C = 3), resized so the short side is max(H, W)
-    and centre-cropped to H × W. A first-level sub-folder names an image's class; images directly in
+    Images are converted to grayscale (C = 1) or RGB (C = 3), those with transparency composited
+    onto ``background`` (``white``, ``black`` or ``#RRGGBB``; see
+    :func:`~ganforge.data.images.decode_image`), resized so the short side is max(H, W) and
+    centre-cropped to H × W. A first-level sub-folder names an image's class; images directly in
     ``folder`` get class 0. Unreadable files are skipped; no readable image at all is an error.
     """
     from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
 
     if not folder.is_dir():
         raise GanforgeError(f"image folder not found: {folder}")
@@ -46,8 +55,7 @@ def load_image_folder(folder: Path, image_shape: ImageShape) -> ImageData:
     for path in _image_files(folder):
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
-                tensor = TF.pil_to_tensor(img)
+                tensor = decode_image(img, channels, background)
         except (OSError, UnidentifiedImageError, ValueError):
             continue
         images.append(resize_images(tensor, height, width))
@@ -62,11 +70,18 @@ def load_image_folder(folder: Path, image_shape: ImageShape) -> ImageData:
 
 
 def load_folder(
-    name: str, split: str, *, root: Path, download: bool, image_shape: ImageShape
+    name: str,
+    split: str,
+    *,
+    root: Path,
+    download: bool,
+    image_shape: ImageShape,
+    background: str = DEFAULT_BACKGROUND,
 ) -> ImageData:
-    """The images of ``folder:PATH`` at ``image_shape`` (:func:`load_image_folder`); a folder
-    has one split, so ``split``, ``root`` and ``download`` are not used."""
-    return load_image_folder(folder_path(name), image_shape)
+    """The images of ``folder:PATH`` at ``image_shape``, transparent ones composited onto
+    ``background`` (:func:`load_image_folder`); a folder has one split, so ``split``, ``root``
+    and ``download`` are not used."""
+    return load_image_folder(folder_path(name), image_shape, background)
 
 
 def folder_image_shape(name: str) -> ImageShape:

@@ -9,13 +9,24 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ganforge.errors import GanforgeError
 
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
 #: An image shape ``(channels, height, width)``.
 ImageShape = tuple[int, int, int]
+
+#: What transparent pixels are composited onto unless ``--background`` says otherwise.
+DEFAULT_BACKGROUND = "white"
+#: The backgrounds named in words; any other is written ``#RRGGBB``.
+BACKGROUND_NAMES: dict[str, tuple[int, int, int]] = {"white": (255, 255, 255), "black": (0, 0, 0)}
+#: Pillow modes that carry an alpha channel (premultiplied ones included).
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 
 @dataclass
@@ -66,6 +77,45 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
         return Path(os.environ["GANFORGE_DATA"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "ganforge"
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """``white``, ``black`` or ``#RRGGBB`` (hex digits, either case) → ``(R, G, B)``, each
+    0-255; :class:`GanforgeError` in one line for anything else."""
+    if text in BACKGROUND_NAMES:
+        return BACKGROUND_NAMES[text]
+    digits = text[1:]
+    if len(text) == 7 and text[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in digits):
+        return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
+    raise GanforgeError(f"background must be white, black or #RRGGBB (e.g. #808080), got {text!r}")
+
+
+def check_background(text: str) -> None:
+    """Raise :class:`GanforgeError` unless ``text`` is a background :func:`parse_background`
+    reads."""
+    parse_background(text)
+
+
+def decode_image(
+    img: PILImage, channels: int, background: str = DEFAULT_BACKGROUND
+) -> torch.Tensor:
+    """A Pillow image → uint8 ``(channels, h, w)``, grayscale (1) or RGB (3), values 0-255.
+
+    An image with an alpha channel or a transparency table (a palette, grayscale or RGB PNG's
+    ``tRNS``) is first alpha-composited onto the solid ``background`` (:func:`parse_background`):
+    ``out = round((alpha · colour + (255 − alpha) · background) / 255)`` in 8 bits, so what lies
+    under transparent pixels never shows; grayscale then takes the composite's luma. Other
+    images are converted as they are."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        # Straight to RGBA: palette transparency given as bytes is read (and Pillow does not
+        # warn), where converting to RGB first would drop it.
+        rgba = img.convert("RGBA")
+        solid = Image.new("RGBA", rgba.size, (*parse_background(background), 255))
+        img = Image.alpha_composite(solid, rgba)
+    return TF.pil_to_tensor(img.convert("L" if channels == 1 else "RGB"))
 
 
 def preprocess_images(images: torch.Tensor) -> torch.Tensor:

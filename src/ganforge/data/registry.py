@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ganforge.data.cifar10 import load_cifar10_split
+from ganforge.data.emoji import VENDORS, fetch_emoji, fetch_emoji_google, load_emoji
 from ganforge.data.folder import folder_image_shape, load_folder
 from ganforge.data.images import ImageData, ImageShape
 from ganforge.data.mnist import (
@@ -34,7 +35,9 @@ class Loader(Protocol):
 
     ``root`` is the data root, ``download`` whether the original mirrors may be used. A loader
     may return its native shape (the caller converts channels and size after cutting the
-    split) or, when its files differ in size, read them at ``image_shape`` directly."""
+    split) or, when its files differ in size, read them at ``image_shape`` directly. The
+    loader of a spec with ``transparency`` also takes ``background`` (``white``, ``black`` or
+    ``#RRGGBB``), which transparent images are composited onto."""
 
     def __call__(
         self, name: str, split: str, *, root: Path, download: bool, image_shape: ImageShape
@@ -63,7 +66,9 @@ class DatasetSpec:
     * ``splits``: whether it has train and test splits (else its one split serves as
       ``train`` and ``val``, uncut);
     * ``default_train_size``: how many of the training images train by default (the rest,
-      up to 5,000, validate); ``None``: all.
+      up to 5,000, validate); ``None``: all;
+    * ``transparency``: whether its images may be transparent, its loader then taking a
+      ``background`` keyword (:class:`Loader`).
     """
 
     name: str
@@ -78,6 +83,7 @@ class DatasetSpec:
     argument: str | None = None
     splits: bool = True
     default_train_size: int | None = None
+    transparency: bool = False
 
     def __post_init__(self) -> None:
         if self.fetch is None and not self.no_fetch:
@@ -134,6 +140,30 @@ DATASETS: dict[str, DatasetSpec] = {
         source="Alex Krizhevsky, Vinod Nair and Geoffrey Hinton 2009 (no licence stated); "
         "cifar-10-python.tar.gz from the University of Toronto",
     ),
+    "emoji": DatasetSpec(
+        name="emoji",
+        loader=load_emoji,
+        native_shape=(3, 64, 64),
+        channels=(1, 3),
+        classes=9,
+        evaluator=None,
+        fetch=fetch_emoji,
+        source=VENDORS["emoji"].source,
+        splits=False,
+        transparency=True,
+    ),
+    "emoji-google": DatasetSpec(
+        name="emoji-google",
+        loader=load_emoji,
+        native_shape=(3, 64, 64),
+        channels=(1, 3),
+        classes=9,
+        evaluator=None,
+        fetch=fetch_emoji_google,
+        source=VENDORS["emoji-google"].source,
+        splits=False,
+        transparency=True,
+    ),
     "folder": DatasetSpec(
         name="folder",
         loader=load_folder,
@@ -146,6 +176,7 @@ DATASETS: dict[str, DatasetSpec] = {
         source="your own images",
         argument="PATH",
         splits=False,
+        transparency=True,
     ),
 }
 

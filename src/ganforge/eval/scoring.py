@@ -15,6 +15,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.data import evaluator_for, load_dataset, resolve_data_root, to_uint8
+from ganforge.data.images import DEFAULT_BACKGROUND
 from ganforge.errors import GanforgeError
 from ganforge.eval.classifier import Evaluator, load_evaluator
 from ganforge.eval.metrics import (
@@ -90,15 +91,22 @@ def reference_set(
     train_size: int | None = None,
     evaluator_path: str | os.PathLike | None = None,
     train_subset: str = "first",
+    background: str = DEFAULT_BACKGROUND,
 ) -> ReferenceSet:
     """The test split of ``dataset`` embedded by its evaluator (the shipped one, or the file
     at ``evaluator_path``), with the training images (``train_size`` of them, drawn as
-    ``train_subset`` says) for the memorisation check; what is computed from the training
-    images is kept under the data root's ``eval-cache``."""
+    ``train_subset`` says) for the memorisation check, transparent images composited onto
+    ``background`` as the run's were; what is computed from the training images is kept under
+    the data root's ``eval-cache`` (keyed by the images themselves)."""
     evaluator = load_evaluator(dataset, evaluator_path)
-    test = load_dataset(dataset, "test", data_root=data_root).images
+    test = load_dataset(dataset, "test", data_root=data_root, background=background).images
     train = load_dataset(
-        dataset, "train", data_root=data_root, train_size=train_size, train_subset=train_subset
+        dataset,
+        "train",
+        data_root=data_root,
+        train_size=train_size,
+        train_subset=train_subset,
+        background=background,
     ).images
     cache = resolve_data_root(data_root) / "eval-cache"
     return ReferenceSet(evaluator, test, train, cache_dir=cache)
@@ -213,6 +221,7 @@ def score_source(
     root = data_root or (config.data_root if config else None)
     train_size = config.train_size if config else None
     train_subset = config.train_subset if config else "first"
+    background = config.background if config else DEFAULT_BACKGROUND
     result: dict[str, Any] = {
         "source": str(source),
         "dataset": dataset,
@@ -220,7 +229,9 @@ def score_source(
         "seed": seed,
     }
     if evaluator_path is None and evaluator_for(dataset) is None:
-        train = load_dataset(dataset, "train", image_shape=tuple(images.shape[1:]))
+        train = load_dataset(
+            dataset, "train", image_shape=tuple(images.shape[1:]), background=background
+        )
         if len(train) < MIN_POINTS:
             raise GanforgeError(
                 f"{dataset} holds {len(train)} images; scoring against it needs {MIN_POINTS}"
@@ -235,7 +246,9 @@ def score_source(
         return result
 
     if reference is None:
-        reference = reference_set(dataset, root, train_size, evaluator_path, train_subset)
+        reference = reference_set(
+            dataset, root, train_size, evaluator_path, train_subset, background
+        )
     evaluator, test, train = reference.evaluator, reference.test_images, reference.train_images
     resized = at_reference_size(images, test)
     if resized is not images:

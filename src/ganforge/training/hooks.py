@@ -204,7 +204,9 @@ def summary_writer_class():
 class WandbHook(Hook):
     """``--wandb``: the logged numbers, scores and grids as a Weights & Biases run, resumed
     with the run folder (its id is kept in ``RUN/wandb-id``). ``WANDB_MODE=offline`` writes it
-    under ``RUN/wandb`` without a network, for ``wandb sync`` later."""
+    under ``RUN/wandb`` without a network, for ``wandb sync`` later. A resume after a kill
+    logs again the steps after its checkpoint, which W&B, whose steps only increase, drops
+    (TensorBoard's writer purges them instead)."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, start_step: int) -> None:
         wandb = wandb_module()

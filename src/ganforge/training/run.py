@@ -165,7 +165,11 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
         )
     try:
         reference = reference_set(
-            config.dataset, config.data_root, config.train_size, train_subset=config.train_subset
+            config.dataset,
+            config.data_root,
+            config.train_size,
+            train_subset=config.train_subset,
+            background=config.background,
         )
         return reference, None
     except GanforgeError as exc:
@@ -187,6 +191,7 @@ def _load_training_data(config: TrainConfig, shard: Shard) -> tuple[TrainConfig,
         train_size=config.train_size,
         train_subset=config.train_subset,
         image_shape=(channels, size, size),
+        background=config.background,
     )
     if shard.local_rank == 0:
         barrier(shard)
