@@ -14,7 +14,7 @@ no BatchNorm it scores real and fake images in one pass (the same numbers, one l
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -357,9 +357,6 @@ class VaeStep:
         if self.update.skip_nonfinite:
             stats["skipped_updates"] = int(not updated)
         return stats, full_precision(decoded.detach())
-
-
-Step = Callable[..., StepResult]
 
 
 def build_step(
