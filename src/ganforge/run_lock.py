@@ -122,7 +122,8 @@ def _busy_error(run_dir: Path) -> RunFolderBusy:
     )
 
 
-def _open_error(run_dir: Path, exc: OSError) -> GanforgeError:
+def folder_error(run_dir: Path, exc: OSError) -> GanforgeError:
+    """The one line for a run folder that cannot be written (made, locked, or written into)."""
     return GanforgeError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}")
 
 
@@ -153,7 +154,7 @@ def _acquire(run_dir: Path) -> RunLock:
     try:
         fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise _open_error(run_dir, exc) from None
+        raise folder_error(run_dir, exc) from None
     try:
         if not _try_lock(fd):
             raise _busy_error(run_dir)
@@ -165,7 +166,7 @@ def _acquire(run_dir: Path) -> RunLock:
         record.write_text(json.dumps(fields) + "\n", encoding="utf-8")
     except OSError as exc:
         os.close(fd)  # drops the lock too
-        raise _open_error(run_dir, exc) from None
+        raise folder_error(run_dir, exc) from None
     except BaseException:
         os.close(fd)
         raise

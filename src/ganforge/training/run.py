@@ -25,7 +25,7 @@ from ganforge.errors import GanforgeError
 from ganforge.eval import ReferenceSet, reference_set
 from ganforge.nets import import_user_architecture, is_user_architecture
 from ganforge.objectives import OBJECTIVES
-from ganforge.run_lock import check_no_writer, hold_run_folder
+from ganforge.run_lock import check_no_writer, folder_error, hold_run_folder
 from ganforge.training.checkpoints import ResumePoint, RunState, check_resumable, resume_from
 from ganforge.training.distributed import (
     Shard,
@@ -218,7 +218,7 @@ def _locked_run_folder(
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GanforgeError(f"cannot write the run folder {run_dir}: {exc.strerror}") from None
+            raise folder_error(run_dir, exc) from None
         run_lock.enter_context(hold_run_folder(run_dir))
         return prepare_run_folder(config, run_dir, None)
     run_lock.enter_context(hold_run_folder(run_dir))

@@ -33,7 +33,7 @@ from ganforge.files import atomic_write_text
 from ganforge.image_files import save_grid, save_timeline_gif
 from ganforge.nets import reconstruct
 from ganforge.report import build_report, plot_losses
-from ganforge.run_lock import LOCK_NAME
+from ganforge.run_lock import LOCK_NAME, folder_error
 from ganforge.sampling import in_eval_mode
 from ganforge.steplog import read_step_log, truncate_step_log
 from ganforge.training.checkpoints import RunState
@@ -79,10 +79,6 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _folder_error(run_dir: Path, exc: OSError) -> GanforgeError:
-    return GanforgeError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}")
-
-
 def prepare_run_folder(config: TrainConfig, run_dir: Path, resume_step: int | None) -> Path:
     """A new run's empty folder with its ``config.json``; or, resuming after ``resume_step``,
     the run's folder without what came after that checkpoint: later log records, half written
@@ -98,7 +94,7 @@ def prepare_run_folder(config: TrainConfig, run_dir: Path, resume_step: int | No
                 (run_dir / stale).unlink(missing_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as exc:
-        raise _folder_error(run_dir, exc) from None
+        raise folder_error(run_dir, exc) from None
     return run_dir
 
 
@@ -195,7 +191,7 @@ class RunFolder:
                 shutil.rmtree(run_dir, ignore_errors=True)
             if isinstance(exc, OSError):
                 if fresh:
-                    raise _folder_error(run_dir, exc) from None
+                    raise folder_error(run_dir, exc) from None
                 raise GanforgeError(self.failure_message(exc)) from None
             if (
                 fresh
