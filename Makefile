@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # The pins of torch/torchvision live in constraints.txt and nowhere else.
 INSTALL := $(PIP) install --quiet -c constraints.txt
 
-.PHONY: demo test bench lint format install dev dist clean
+.PHONY: demo test bench lint format install dev docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(INSTALL) -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(INSTALL) -e '.[docs]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -42,16 +46,21 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py --out benchmarks/results-$$(hostname)-$$(date +%Y%m%d).json
 
 lint: dev
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs
+	$(BIN)/ruff format --check src tests benchmarks examples docs
 	$(BIN)/lint-imports
 
 format: dev
-	$(BIN)/ruff format src tests benchmarks examples
-	$(BIN)/ruff check --fix src tests benchmarks examples
+	$(BIN)/ruff format src tests benchmarks examples docs
+	$(BIN)/ruff check --fix src tests benchmarks examples docs
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The documentation site into site/, offline; --strict fails on any warning (a broken link or
+# anchor, a page missing from the nav, a docstring mkdocstrings cannot read).
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The sdist and the wheel built from it (so the sdist alone must be enough), by `python -m build`
 # in a fresh isolated environment holding only pyproject.toml's build requirements, then checked.
@@ -61,4 +70,4 @@ dist: dev
 	$(BIN)/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,13 +1,18 @@
-"""Training speed of the assignment's presets: ganforge's step, the assignment's loop, the limit.
+"""Training speed of the assignment's presets and the colour preset: ganforge's step, a
+baseline, the limit.
 
 Run with ``make bench`` (never part of ``make test``). In one process, alternating the
 contenders round by round so that machine noise hits them alike, it measures training
-iterations per second at batch 128 for each preset and each contender:
+iterations per second for each preset and each contender, at batch 128 for the assignment's
+presets (on MNIST) and at its own batch, 64, for ``colour`` (on random 3×32×32 images: a step's
+speed does not depend on what the images show):
 
-* ``assignment``: the seed's ``run_a_gan`` loop, written out below as the seed writes it
+* the baseline, against which "× baseline" is counted: for the assignment's presets
+  ``assignment``, the seed's ``run_a_gan`` loop, written out below as the seed writes it
   (torchvision MNIST with ``ToTensor`` through a ``DataLoader`` with a sequential sampler,
   ``.type(dtype)`` casts, separate D passes on real and fake, G re-run for its step), on
-  ganforge's networks and losses;
+  ganforge's networks and losses; for ``colour`` (resnet networks) ``radford``, the same
+  preset on the DCGAN networks of Radford et al. (what the resnet networks cost more);
 * ``ganforge``: ``iterate_training`` as ``ganforge train`` runs it, with the presets' defaults;
 * ``ganforge-compile`` and ``ganforge-bf16``: the same with ``--compile`` / ``--precision bf16``
   (``ganforge-fp16`` too on CUDA);
@@ -18,8 +23,8 @@ iterations per second at batch 128 for each preset and each contender:
   same ops' shapes by ``torch.utils.flop_counter`` (2·M·N·K per matmul, the conv equivalents,
   backward included).
 
-"% of limit" is a contender's it/s over the limit's; "× assignment" its ratio to the assignment
-loop; "useful GFLOP/s" the lean step's FLOPs times the contender's it/s (the assignment's loop
+"% of limit" is a contender's it/s over the limit's; "× baseline" its ratio to the baseline;
+"useful GFLOP/s" the lean step's FLOPs times the contender's it/s (the assignment's loop
 does more arithmetic than that: D's weight gradients in the G step). The limit counts fp32 eager
 matmuls and convolutions only: a bf16 or compiled contender may pass 100%.
 
@@ -51,7 +56,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader, sampler
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganforge.config import build_config
+from ganforge.config import TrainConfig, build_config
 from ganforge.data import ensure_mnist, load_dataset, resolve_data_root
 from ganforge.nets import build_models, sample_noise
 from ganforge.objectives import OBJECTIVES
@@ -64,9 +69,40 @@ from ganforge.training import (
 )
 from ganforge.training.performance import cpu_has_native_bf16, peak_memory_mb
 
-PRESETS = ("gan", "lsgan", "dcgan")
+PRESETS = ("gan", "lsgan", "dcgan", "colour")
 BATCH = 128
 NOISE = 96
+#: The presets measured on colour images, and their baseline contender (the others': assignment).
+COLOUR_BASELINES = {"colour": "radford"}
+COLOUR_SHAPE = (3, 32, 32)
+
+
+def baseline(preset: str) -> str:
+    return COLOUR_BASELINES.get(preset, "assignment")
+
+
+def batch_size(preset: str) -> int:
+    """The assignment's presets at its batch, 128; a colour preset at its own."""
+    return build_config(preset).batch_size if preset in COLOUR_BASELINES else BATCH
+
+
+def preset_config(preset: str, **overrides) -> TrainConfig:
+    """The preset at :func:`batch_size`, colour ones drawing :data:`COLOUR_SHAPE`."""
+    if preset in COLOUR_BASELINES:
+        overrides = {"channels": COLOUR_SHAPE[0], "image_size": COLOUR_SHAPE[1], **overrides}
+    # The plain contender computes in fp32 (the default, auto, is bf16 on CPUs that have it):
+    # bf16 is its own contender.
+    defaults = {"batch_size": batch_size(preset), "precision": "fp32"}
+    return build_config(preset, overrides={**defaults, **overrides})
+
+
+def training_images(preset: str, device: torch.device, data_root: Path) -> torch.Tensor:
+    """uint8 images ``(N, C, H, W)``: MNIST's 60,000, or 4,096 random colour ones."""
+    if preset in COLOUR_BASELINES:
+        rng = torch.Generator().manual_seed(0)
+        return torch.randint(0, 256, (4096, *COLOUR_SHAPE), dtype=torch.uint8, generator=rng)
+    return load_dataset("mnist", "train", data_root=data_root).images.to(device)
+
 
 # ---------------------------------------------------------------------------------------------
 # The assignment's loop, as the seed writes it
@@ -129,14 +165,13 @@ def assignment_iterations(preset: str, device: torch.device, data_root: Path) ->
 def ganforge_iterations(
     preset: str, device: torch.device, data_root: Path, **overrides
 ) -> Iterator[None]:
-    config = build_config(preset, overrides={"batch_size": BATCH, **overrides})
-    data = load_dataset("mnist", "train", data_root=data_root)
-    images = data.images.to(device)
+    config = preset_config(preset, **overrides)
+    images = training_images(preset, device, data_root).to(device)
     torch.manual_seed(0)
     step = build_step(build_trained_models(config, device))
     # epochs 0: no epoch limit; the caller stops iterating.
     for _ in iterate_training(
-        step, images, batch_size=BATCH, epochs=0, data_generator=torch.Generator()
+        step, images, batch_size=config.batch_size, epochs=0, data_generator=torch.Generator()
     ):
         yield
 
@@ -187,10 +222,13 @@ class RecordComputeOps(TorchDispatchMode):
 
 def one_ganforge_step(preset: str, device: torch.device, mode) -> None:
     """Run one fp32 ganforge step (after a warm-up step) under a dispatch or counting mode."""
-    config = build_config(preset, overrides={"batch_size": BATCH})
+    config = preset_config(preset)
     step = build_step(build_trained_models(config, device))
-    images = torch.randint(0, 256, (BATCH * 2, 1, 28, 28), dtype=torch.uint8, device=device)
-    steps = iterate_training(step, images, batch_size=BATCH, epochs=2)
+    batch, shape = config.batch_size, COLOUR_SHAPE if preset in COLOUR_BASELINES else (1, 28, 28)
+    # n_critic batches per iteration, two iterations
+    count = batch * config.n_critic * 2
+    images = torch.randint(0, 256, (count, *shape), dtype=torch.uint8, device=device)
+    steps = iterate_training(step, images, batch_size=batch, epochs=2)
     next(steps)
     with mode:
         next(steps)
@@ -240,8 +278,12 @@ def rate(iterations: Iterator[None], device: torch.device, window: float, minimu
 
 def contenders(preset: str, device: torch.device, data_root: Path) -> dict[str, Callable]:
     """Name → factory of its iteration stream."""
+    if preset in COLOUR_BASELINES:
+        base = lambda: ganforge_iterations(preset, device, data_root, architecture="radford")  # noqa: E731
+    else:
+        base = lambda: assignment_iterations(preset, device, data_root)  # noqa: E731
     options = {
-        "assignment": lambda: assignment_iterations(preset, device, data_root),
+        baseline(preset): base,
         "ganforge": lambda: ganforge_iterations(preset, device, data_root),
         "ganforge-compile": lambda: ganforge_iterations(preset, device, data_root, compile=True),
         "ganforge-bf16": lambda: ganforge_iterations(preset, device, data_root, precision="bf16"),
@@ -299,13 +341,19 @@ def benchmark(preset: str, device: torch.device, data_root: Path, rounds: int, w
                 "it_per_s": median[name],
                 "it_per_s_min": min(values),
                 "it_per_s_max": max(values),
-                "x_assignment": median[name] / median["assignment"],
+                "baseline": baseline(preset),
+                "x_baseline": median[name] / median[baseline(preset)],
                 "pct_of_limit": 100 * median[name] / median["limit"],
                 "useful_gflop_per_s": flops * median[name] / 1e9,
                 "peak_memory_mb": None,
             }
         )
-    return {"preset": preset, "gflop_per_iteration": flops / 1e9, "rows": rows}
+    return {
+        "preset": preset,
+        "batch_size": batch_size(preset),
+        "gflop_per_iteration": flops / 1e9,
+        "rows": rows,
+    }
 
 
 def add_peak_memory(results: list[dict], device: torch.device, data_root: Path) -> None:
@@ -321,7 +369,7 @@ def add_peak_memory(results: list[dict], device: torch.device, data_root: Path) 
 
 def format_table(results: list[dict]) -> str:
     lines = [
-        "| preset | contender | it/s (median, min–max) | × assignment | % of limit "
+        "| preset | contender | it/s (median, min–max) | × baseline | % of limit "
         "| useful GFLOP/s | peak memory |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -332,7 +380,7 @@ def format_table(results: list[dict]) -> str:
                 f"| {row['preset']} ({result['gflop_per_iteration']:.2f} GFLOP/it) "
                 f"| {row['contender']} "
                 f"| {row['it_per_s']:.2f} ({row['it_per_s_min']:.2f}–{row['it_per_s_max']:.2f}) "
-                f"| {row['x_assignment']:.2f} | {row['pct_of_limit']:.0f}% "
+                f"| {row['x_baseline']:.2f} | {row['pct_of_limit']:.0f}% "
                 f"| {row['useful_gflop_per_s']:.0f} | {memory} |"
             )
     return "\n".join(lines)
@@ -396,7 +444,7 @@ def main() -> None:
         print(profile(args.profile, device, data_root))
         return
     results = [benchmark(p, device, data_root, args.rounds, args.window) for p in args.presets]
-    report = {"machine": machine_description(device), "batch_size": BATCH, "results": results}
+    report = {"machine": machine_description(device), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")  # the timings, before anything fails
     add_peak_memory(results, device, data_root)

@@ -80,7 +80,8 @@ def test_presets_beyond_the_assignment_hold_their_papers_settings(preset):
 
 
 def test_presets_are_the_assignments_and_the_ones_beyond():
-    assert list(PRESETS) == [*ASSIGNMENT, *BEYOND]
+    # colour (resnet networks for colour folders): tests/test_resnet.py
+    assert list(PRESETS) == [*ASSIGNMENT, *BEYOND, "colour"]
 
 
 def test_default_preset_is_gan():
@@ -244,7 +245,7 @@ def test_missing_config_file(tmp_path):
         ({"grid_size": 0}, "grid_size"),
         ({"keep_checkpoints": 0}, "keep_checkpoints"),
         ({"device": "tpu"}, "device"),
-        ({"architecture": "resnet"}, "architecture"),
+        ({"architecture": "stylegan"}, "architecture"),
         ({"loss": "began"}, "loss"),
         ({"init": "orthogonal"}, "init"),
         ({"download": "yes"}, "download"),

@@ -18,8 +18,13 @@ from conftest import EVAL_FLAGS, TINY_FLAGS, write_mnist_root
 from ganforge.cli import main
 from ganforge.steplog import read_step_log
 from ganforge.training.distributed import Shard, wrap_for_data_parallel
+from ganforge.training.performance import cpu_has_native_bf16
 
 WORKER = Path(ddp_worker.__file__)
+#: How closely two processes match one, in what the default precision (auto) computes here:
+#: fp32 rounds split matmuls at the 1e-6 scale; bf16 keeps 8 bits of mantissa, so sums split
+#: over two processes round apart at the 1e-3 scale.
+LOSS_REL, FID_REL = (1e-2, 1e-2) if cpu_has_native_bf16() else (1e-5, 1e-4)
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -89,12 +94,36 @@ def test_torchrun_cli_run_matches_a_single_process_run(tmp_path):
     assert [x["step"] for x in lines] == [1, 2, 3, 4]  # one writer: rank 0
     single = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     for mine, theirs in zip(lines, single, strict=True):
-        assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=1e-5)
-        assert mine["g_loss"] == pytest.approx(theirs["g_loss"], rel=1e-5)
+        assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=LOSS_REL)
+        assert mine["g_loss"] == pytest.approx(theirs["g_loss"], rel=LOSS_REL)
     # The DDP run's checkpoint is an ordinary one: a single process samples from it.
     grid = tmp_path / "grid.png"
     assert main(["sample", str(tmp_path / "ddp"), "--num", "4", "--grid", str(grid)]) == 0
     assert grid.is_file()
+
+
+def test_a_fine_tuned_accumulating_run_under_torchrun_matches_one_process(tmp_path):
+    # --init-from, --freeze-d, --accumulate and DiffAugment together: 2 processes × 2
+    # micro-batches of 4 make the same global batch of 16 as one process's whole batch.
+    source = tmp_path / "source"
+    assert main(["train", "--out", str(source), *TINY_FLAGS, "--max-steps", "2"]) == 0
+    flags = [*TINY_FLAGS, "--max-steps", "3", "--batch-size", "16", "--init-from", str(source)]
+    flags += ["--freeze-d", "1", "--augment", "diffaugment", "--precision", "fp32"]
+    ddp = ["-m", "ganforge", "train", "--out", str(tmp_path / "ddp"), *flags, "--accumulate", "2"]
+    result = torchrun(*ddp, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert main(["train", "--out", str(tmp_path / "one"), *flags]) == 0
+    assert (tmp_path / "ddp" / "init_from.json").is_file()
+    ends = [
+        torch.load(sorted((tmp_path / run / "checkpoints").glob("step_*.pt"))[-1])
+        for run in ("ddp", "one")
+    ]
+    for key in ("generator", "discriminator"):
+        for name, value in ends[0][key].items():
+            torch.testing.assert_close(value, ends[1][key][name], rtol=0, atol=1e-4)
+    frozen = ends[0]["discriminator"]["net.1.weight"]  # mlp D's first block
+    start = torch.load(sorted((source / "checkpoints").glob("step_*.pt"))[-1])
+    assert torch.equal(frozen, start["discriminator"]["net.1.weight"])
 
 
 def test_torchrun_run_evaluates_on_rank_0_alone_like_a_single_process(tmp_path, monkeypatch):
@@ -120,9 +149,9 @@ def test_torchrun_run_evaluates_on_rank_0_alone_like_a_single_process(tmp_path, 
     fids = [
         [x["fid"] for x in read_step_log(run / "metrics.jsonl") if "fid" in x] for run in (ddp, one)
     ]
-    assert len(fids[0]) == 2 and fids[0] == pytest.approx(fids[1], rel=1e-4)
+    assert len(fids[0]) == 2 and fids[0] == pytest.approx(fids[1], rel=FID_REL)
     mine, theirs = (json.loads((run / "eval.json").read_text()) for run in (ddp, one))
-    assert mine["samples"]["fid"] == pytest.approx(theirs["samples"]["fid"], rel=1e-4)
+    assert mine["samples"]["fid"] == pytest.approx(theirs["samples"]["fid"], rel=FID_REL)
 
 
 def test_data_parallel_wrap_syncs_no_buffers_per_forward_and_warns_nothing(tmp_path):
@@ -163,8 +192,8 @@ def test_runs_move_between_one_process_and_torchrun_by_resuming(tmp_path):
         moved = read_step_log(tmp_path / run / "metrics.jsonl")
         assert [r["step"] for r in moved] == [1, 2, 3, 4]
         for mine, theirs in zip(moved, single, strict=True):
-            assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=1e-5), run
-            assert mine["g_loss"] == pytest.approx(theirs["g_loss"], rel=1e-5), run
+            assert mine["d_loss"] == pytest.approx(theirs["d_loss"], rel=LOSS_REL), run
+            assert mine["g_loss"] == pytest.approx(theirs["g_loss"], rel=LOSS_REL), run
 
 
 def test_every_rank_stops_with_rank_0s_error_instead_of_waiting_for_it(tmp_path):

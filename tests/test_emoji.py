@@ -239,6 +239,19 @@ def test_load_dataset_gives_colour_images_labelled_by_category(downloads, tmp_pa
     assert downloads == ["emoji"]
 
 
+def test_the_test_split_is_every_fifth_image_of_each_category():
+    """Stratified and fixed by file order: 7 images of class 0 and 3 of class 1 hold out
+    class 0's fifth image only; train and test are disjoint and cover everything."""
+    from ganforge.data.images import ImageData
+
+    labels = torch.tensor([0, 0, 1, 0, 0, 1, 0, 1, 0, 0])
+    data = ImageData("x", torch.arange(10).view(10, 1, 1, 1).to(torch.uint8), labels, ["a", "b"])
+    test, train = data.held_out(5, "test"), data.held_out(5, "train")
+    assert test.images.flatten().tolist() == [6]
+    assert train.images.flatten().tolist() == [0, 1, 2, 3, 4, 5, 7, 8, 9]
+    assert emoji_module.TEST_EVERY == 5
+
+
 def offline(monkeypatch) -> list[str]:
     """No npm on PATH and an HTTPS opener that cannot connect; returns the URLs tried."""
     tried = []

@@ -328,6 +328,41 @@ def test_evaluator_net_shapes():
     net = EvaluatorNet()
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert net.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).shape == (2, 128)
+    colour = EvaluatorNet(3, 9, image_size=32)
+    assert colour.image_shape == (3, 32, 32)
+    assert colour(torch.zeros(2, 3, 32, 32)).shape == (2, 9)
+
+
+def test_the_shipped_emoji_evaluator_reads_colour_at_32_pixels():
+    manifest = shipped_manifest()["emoji"]
+    assert manifest["test_accuracy"] >= 0.7  # nine categories: chance is about 0.2
+    evaluator = load_evaluator("emoji")
+    assert evaluator.image_shape == (3, 32, 32) and len(evaluator.classes) == 9
+    assert load_evaluator("emoji-google").name == evaluator.name  # one evaluator, both vendors
+    features, probabilities = evaluator.embed(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert features.shape == (2, 128) and probabilities.shape == (2, 9)
+
+
+def test_an_evaluator_for_a_folder_is_tested_on_images_held_out_of_its_training(
+    tmp_path, image_folder, capsys
+):
+    """A folder has one split: every fifth image of each class is held out to test on, and
+    the evaluator reads colour at 32 px; a folder without classes is refused in one line."""
+    out = tmp_path / "ev.pt"
+    dataset = f"folder:{image_folder}"
+    evaluator = evaluator_module.train_evaluator(dataset, out, epochs=1, batch_size=4, log=str)
+    blob = torch.load(out, weights_only=True)
+    assert (
+        blob["image_size"] == 32 and blob["channels"] == 3 and blob["classes"] == ["cats", "dogs"]
+    )
+    assert evaluator.test_accuracy in (0.0, 0.5, 1.0)  # one held-out image of each class
+    assert load_evaluator(dataset, out).image_shape == (3, 32, 32)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted(image_folder.rglob("*.png")):
+        (flat / f"{image.parent.name}-{image.name}").write_bytes(image.read_bytes())
+    with pytest.raises(GanforgeError, match="an evaluator learns to tell classes apart"):
+        evaluator_module.train_evaluator(f"folder:{flat}", out, epochs=1, batch_size=4, log=str)
 
 
 def test_the_reference_set_embeds_each_image_set_once_and_caches_it(tmp_path):

@@ -61,16 +61,14 @@ def test_export_from_python_returns_the_file(tmp_path):
     assert path == tmp_path / "G.onnx" and path.stat().st_size > 0
 
 
-def test_the_readmes_lines_draw_images_from_the_file_alone(tmp_path, monkeypatch):
-    # The README's snippet for a program without ganforge or PyTorch, run as it is written.
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    snippet = re.search(
-        r"```python\n(import numpy as np\nimport onnxruntime\n.*?)```", readme, re.S
-    )
-    assert snippet, "the README lost its onnxruntime example"
+def test_the_docs_lines_draw_images_from_the_file_alone(tmp_path, monkeypatch):
+    # The manual's snippet for a program without ganforge or PyTorch, run as it is written.
+    page = (Path(__file__).parents[1] / "docs" / "tutorials" / "python.md").read_text()
+    snippet = re.search(r"```python\n(import numpy as np\nimport onnxruntime\n.*?)```", page, re.S)
+    assert snippet, "docs/tutorials/python.md lost its onnxruntime example"
     assert tiny_train(tmp_path / "run", "--max-steps", "1") == 0
     monkeypatch.chdir(tmp_path)
     export(tmp_path / "run", "G.onnx")
-    exec(compile(snippet.group(1), "README.md", "exec"), {})
+    exec(compile(snippet.group(1), "python.md", "exec"), {})
     with Image.open(tmp_path / "samples.png") as picture:
         assert picture.size == (16 * 28, 28)

@@ -117,8 +117,8 @@ def test_the_dataset_table_holds_every_dataset_with_its_facts():
         "mnist": "mnist",
         "fashion-mnist": "fashion-mnist",
         "cifar10": None,
-        "emoji": None,
-        "emoji-google": None,
+        "emoji": "emoji",
+        "emoji-google": "emoji",
         "folder": None,
     }
     assert {name: spec.classes for name, spec in DATASETS.items()} == {
@@ -273,14 +273,14 @@ def test_the_image_shape_rule_comes_from_the_spec():
         (
             "mlp",
             (1, 32, 32),
-            "the mlp networks work on 1×28×28 images, not 1×32×32: the radford networks take "
-            "1×32×32",
+            "the mlp networks work on 1×28×28 images, not 1×32×32: the radford or resnet "
+            "networks take 1×32×32",
         ),
         (
             "dcgan",
             (3, 28, 28),
-            "the dcgan networks work on 1×28×28 images, not 3×28×28: the radford networks "
-            "take square images of 32 or 64 pixels with 1 or 3 channels",
+            "the dcgan networks work on 1×28×28 images, not 3×28×28: the radford or resnet "
+            "networks take square images of 32 or 64 pixels with 1 or 3 channels",
         ),
         (
             "radford",
@@ -498,7 +498,9 @@ def test_a_dataset_without_an_evaluator_says_so_at_start_up_and_trains_on(
     said = [line for line in capsys.readouterr().err.splitlines() if "evaluator" in line]
     assert said == [
         f"ganforge: no evaluator ships for dataset folder:{image_folder}, so this run has no "
-        "FID; it trains on, and 'ganforge eval RUN' scores it on raw pixels afterwards"
+        "FID; it trains on, and 'ganforge eval RUN' scores it on raw pixels afterwards (for "
+        "FID, train one on its sub-folders: 'ganforge evaluator train --dataset "
+        f"folder:{image_folder} --out FILE', then 'ganforge eval RUN --evaluator FILE')"
     ]
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
     assert not (run / "eval.json").exists()

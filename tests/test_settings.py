@@ -51,8 +51,10 @@ FIELDS = {
     "grid_size": ("int", 64), "keep_checkpoints": ("int", 2), "checkpoint_every": ("int", 0),
     "on_nan": ("str", "stop"), "eval_every": ("int", 0), "eval_num": ("int", 2000),
     "final_eval_num": ("int", 10_000), "tensorboard": ("bool", False), "wandb": ("bool", False),
-    "precision": ("str", "fp32"), "compile": ("bool", False), "sync_bn": ("bool", False),
-    "background": ("str", "white"),
+    "precision": ("str", "auto"), "compile": ("bool", False), "sync_bn": ("bool", False),
+    "background": ("str", "white"), "classes": ("str | None", None),
+    "init_from": ("str | None", None), "init_partial": ("bool", False), "freeze_d": ("int", 0),
+    "accumulate": ("int", 1),
 }  # fmt: skip
 
 
@@ -86,7 +88,11 @@ def test_every_flag_has_help_a_group_and_a_placeholder():
     for group in SETTING_GROUPS:
         assert settings(group), f"group {group} has no setting"
     assert {s.metavar for s in SETTINGS.values() if s.kind == "path"} == {"PATH"}
-    assert [s.name for s in SETTINGS.values() if s.kind == "path"] == ["data_root", "out"]
+    assert [s.name for s in SETTINGS.values() if s.kind == "path"] == [
+        "data_root",
+        "out",
+        "init_from",
+    ]
 
 
 def test_what_none_and_zero_mean_is_declared_where_they_are_values():
@@ -120,6 +126,7 @@ GAN_ONLY = {
     "instance_noise": 0.1,
     "lr_g": 1e-3,
     "lr_d": 1e-3,
+    "freeze_d": 1,
 }
 
 
@@ -182,7 +189,8 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_the_setting(key):
 
 
 def test_choices_come_from_the_declaration_and_the_registries():
-    assert SETTINGS["architecture"].options() == ("mlp", "dcgan", "radford", "module:callable")
+    architectures = ("mlp", "dcgan", "radford", "resnet", "module:callable")
+    assert SETTINGS["architecture"].options() == architectures
     assert "cifar10" in SETTINGS["dataset"].options()  # the list the old comment had missed
     with pytest.raises(GanforgeError, match="unknown dataset 'cifar100'"):
         build_config(overrides={"dataset": "cifar100"})

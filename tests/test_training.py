@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import pytest
@@ -173,6 +174,30 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path):
     assert code == 0
 
 
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from ganforge.training import performance
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(performance, "cpu_has_native_bf16", lambda native=native: native)
+        assert performance.resolve_precision("auto", cpu) == expected
+        assert performance.resolve_precision("fp32", cpu) == "fp32"
+        assert performance.resolve_precision("bf16", cpu) == "bf16"
+    assert performance.resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_a_run_records_the_precision_auto_resolved_to(tmp_path):
+    """config.json and summary.json name what was computed, and a resume keeps it."""
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--max-steps", "2", "--checkpoint-every", "1", "--precision", "auto"]
+    assert main(["train", "--out", str(out), *flags]) == 0
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert json.loads((out / "config.json").read_text())["precision"] == expected
+    assert json.loads((out / "summary.json").read_text())["precision"] == expected
+    assert main(["train", "--resume", str(out), "--max-steps", "3"]) == 0
+    assert json.loads((out / "config.json").read_text())["precision"] == expected
+
+
 def test_compiled_networks_train_like_eager_ones():
     (G, D), (G_eager, D_eager), objective = make_pair("mlp")
     compiled = run_steps(ganforge_gan(G, D, objective, compile=True), 2)
@@ -195,4 +220,4 @@ def test_fp16_is_refused_on_the_cpu_in_one_line(tmp_path, capsys):
 
 def test_an_unknown_precision_is_named(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run"), *TINY_FLAGS, "--precision", "int8"]) == 2
-    assert "precision must be one of fp32, bf16, fp16, got 'int8'" in capsys.readouterr().err
+    assert "precision must be one of auto, fp32, bf16, fp16, got 'int8'" in capsys.readouterr().err

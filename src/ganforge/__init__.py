@@ -2,7 +2,7 @@
 
 The entry points a script needs (:mod:`ganforge.api`)::
 
-    from ganforge import train, resume, load_run, sample, evaluate, export
+    from ganforge import train, resume, load_run, sample, evaluate, export, project
 
 The packages, from the bottom floor up (``ARCHITECTURE.md`` draws the house):
 
@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from ganforge.api import (
         Evaluation,
         LoadedRun,
+        Projection,
         Scores,
         evaluate,
         export,
         load_run,
+        project,
         resume,
         sample,
         train,
@@ -47,11 +49,13 @@ def __getattr__(name: str):
 __all__ = [
     "Evaluation",
     "LoadedRun",
+    "Projection",
     "Scores",
     "__version__",
     "evaluate",
     "export",
     "load_run",
+    "project",
     "resume",
     "sample",
     "train",

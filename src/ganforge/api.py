@@ -2,7 +2,8 @@
 
 ``train`` runs a preset (with changes, and optionally with networks of the script's own) as
 ``ganforge train`` does; ``resume`` continues a run; ``load_run`` rebuilds a run's generator;
-``sample`` draws images from a run; ``evaluate`` scores a run or an ``.npz`` of samples;
+``sample`` draws images from a run (and ``LoadedRun.walk`` walks between latents);
+``project`` finds the latents of real images; ``evaluate`` scores a run or an ``.npz`` of samples;
 ``export`` writes a run's generator as ONNX. Each returns a typed result. The packages below
 stay importable for those who need more. A ``device`` is a name (``auto``: CUDA, then MPS,
 then the CPU; ``cpu``, ``cuda``, ``cuda:1``, ``mps``) or a ``torch.device``.
@@ -15,6 +16,7 @@ script handed to :func:`train` is read back by handing the same kind of ``genera
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,13 +25,22 @@ import torch
 from torch import nn
 
 from ganforge.checkpoint_file import resolve_checkpoint
-from ganforge.config import GIVEN_NETWORKS, TrainConfig, build_config
+from ganforge.config import GIVEN_NETWORKS, TrainConfig, build_config, image_shape
 from ganforge.console import SILENT, Console
 from ganforge.devices import resolve_device
+from ganforge.errors import GanforgeError
 from ganforge.eval import score_source
+from ganforge.eval.projection import (
+    DEFAULT_STARTS,
+    DEFAULT_STEPS,
+    Projection,
+    load_latents,
+    load_projector,
+    read_images,
+)
 from ganforge.exporting import export_onnx
 from ganforge.nets import class_count
-from ganforge.sampling import generate, load_generator
+from ganforge.sampling import generate, generate_from, interpolate, load_generator
 
 if TYPE_CHECKING:
     from ganforge.training import RunSummary
@@ -42,6 +53,7 @@ def train(
     console: Console = SILENT,
     generator: nn.Module | None = None,
     discriminator: nn.Module | None = None,
+    trust_code: bool = False,
     **settings: Any,
 ) -> RunSummary:
     """Train a run of ``preset`` (see ``ganforge presets``), with ``settings`` (any
@@ -53,7 +65,8 @@ def train(
     preset's (both or neither). The generator maps noise ``(N, noise_dim)`` to images
     ``(N, C, H, W)`` in ``[-1, 1]`` of the data set's shape; the discriminator maps those to one
     score per image, ``(N, 1)`` or ``(N,)``. Returns the run's summary (``run_dir``, steps,
-    wall time, speed, last losses).
+    wall time, speed, last losses). ``trust_code``: ``init_from`` may name a run of
+    user-defined networks.
     """
     from ganforge.training import train as train_run  # on use: sampling needs no training
 
@@ -61,7 +74,7 @@ def train(
     if networks is not None:
         settings = {**settings, "architecture": GIVEN_NETWORKS}
     config = build_config(preset, config_file, settings)
-    return train_run(config, console, networks=networks)
+    return train_run(config, console, networks=networks, trust_code=trust_code)
 
 
 def resume(
@@ -124,6 +137,46 @@ class LoadedRun:
             labels=labels,
             device=self.device,
         )
+
+    def walk(
+        self,
+        latents: str | os.PathLike | torch.Tensor,
+        start: int = 0,
+        end: int = 1,
+        *,
+        steps: int = 10,
+        mode: str = "slerp",
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The images ``(steps, C, H, W)`` in ``[-1, 1]`` of a walk from latent ``start`` to
+        latent ``end`` of ``latents``: a ``latents.npz`` that :func:`project` (``ganforge
+        project``) wrote, or a tensor ``(N, noise_dim)`` with, for a conditional run, its
+        ``labels`` ``(N,)``. So a walk between two real images is a projection and a walk.
+        A conditional run draws the first half of the walk in ``start``'s class and the rest in
+        ``end``'s."""
+        if isinstance(latents, torch.Tensor):
+            codes = latents
+        else:
+            codes, labels = load_latents(latents, self.config.noise_dim)
+        count = codes.shape[0]
+        for name, index in (("start", start), ("end", end)):
+            if not 0 <= index < count:
+                raise GanforgeError(f"{name} must be from 0 to {count - 1}, got {index}")
+        path = interpolate(codes[start : start + 1], codes[end : end + 1], steps, mode)[0]
+        walk_labels = None
+        if self.classes:
+            if labels is None:
+                raise GanforgeError("a conditional run walks between labelled latents: give labels")
+            if labels.min() < 0 or labels.max() >= self.classes:
+                raise GanforgeError(
+                    f"the latents' labels must be classes of this run (0 to {self.classes - 1}): "
+                    "were they projected with another run?"
+                )
+            half = steps // 2
+            walk_labels = torch.cat(
+                [labels[start].repeat(steps - half), labels[end].repeat(half)]
+            ).long()
+        return generate_from(self.generator, path, walk_labels, device=self.device)
 
 
 def load_run(
@@ -216,7 +269,7 @@ class Evaluation:
 
 def evaluate(
     source: str | os.PathLike,
-    num: int = 10_000,
+    num: int | None = None,
     *,
     trust_code: bool = False,
     generator: nn.Module | None = None,
@@ -224,7 +277,9 @@ def evaluate(
 ) -> Evaluation:
     """Score a run folder, a checkpoint or an ``.npz`` of uint8 samples as ``ganforge eval``
     does (``options``: ``dataset``, ``evaluator_path``, ``seed``, ``prdc_num``,
-    ``data_root``)."""
+    ``data_root``; ``evaluator_path="inception"`` with ``inception_weights``: Inception FID and
+    KID with their protocol in ``raw["protocol"]``). ``num``: 10,000 samples, or 5,000 with
+    Inception."""
     raw = score_source(source, num=num, trust_code=trust_code, generator=generator, **options)
     return Evaluation(
         raw["source"],
@@ -235,6 +290,30 @@ def evaluate(
         Scores.from_dict(raw.get("ceiling")),
         raw,
     )
+
+
+def project(
+    run: str | os.PathLike,
+    images: Sequence[str | os.PathLike] | torch.Tensor,
+    *,
+    steps: int = DEFAULT_STEPS,
+    starts: int = DEFAULT_STARTS,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    trust_code: bool = False,
+    console: Console = SILENT,
+) -> Projection:
+    """Find the latents (and, for a conditional run, the labels) whose images the run's
+    generator draws closest to ``images``: image files (PNG/JPEG; a folder: every one in it),
+    converted as its training images were, or a tensor ``(N, C, H, W)`` in ``[-1, 1]`` of the
+    run's shape; as ``ganforge project`` does (:mod:`ganforge.eval.projection`: Adam on the
+    noise from ``starts`` random starts, ``steps`` steps, pixels plus the run's evaluator
+    features). :meth:`LoadedRun.walk` walks between the latents found."""
+    projector = load_projector(run, resolve_device(device), trust_code=trust_code)
+    if not isinstance(images, torch.Tensor):
+        shape = image_shape(projector.config)
+        images, _ = read_images([Path(p) for p in images], shape, projector.config.background)
+    return projector.project(images, steps=steps, starts=starts, seed=seed, console=console)
 
 
 def export(

@@ -1,5 +1,5 @@
-"""The ``ganforge`` command line: ``train``, ``sample``, ``interpolate``, ``eval``, ``export``,
-``compare``, ``report``, ``evaluator train``, ``presets`` and ``data fetch``."""
+"""The ``ganforge`` command line: ``train``, ``sample``, ``interpolate``, ``project``, ``eval``,
+``export``, ``compare``, ``report``, ``evaluator train``, ``presets`` and ``data fetch``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import difflib
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -25,6 +26,7 @@ from ganforge.config import (
 )
 from ganforge.data import check_dataset_name, fetchable_datasets
 from ganforge.errors import GanforgeError, TrainingStopped
+from ganforge.eval.projection import DEFAULT_STARTS, DEFAULT_STEPS
 from ganforge.exporting import FORMATS
 from ganforge.files import atomic_write_text, read_json
 from ganforge.presets import PRESETS
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue RUN from its newest checkpoint, exactly; only flags that change how "
         "long or how watched it runs may be given",
     )
-    run.add_argument("--trust-code", action="store_true", help=f"with --resume: {TRUST_HELP}")
+    run.add_argument(
+        "--trust-code", action="store_true", help=f"with --resume or --init-from: {TRUST_HELP}"
+    )
     _add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw images from a trained run")
@@ -126,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     interpolate = commands.add_parser(
-        "interpolate", help="walk the latent space between random noise pairs"
+        "interpolate",
+        help="walk the latent space between random noise pairs, or between two latents that "
+        "ganforge project found",
     )
     interpolate.add_argument("run", type=Path, help="a run folder or a checkpoint file")
     interpolate.add_argument("--steps", type=int, default=10, help="points per walk (default 10)")
@@ -141,17 +147,71 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument(
         "--gif", type=Path, help="the walks as a looping GIF (default RUN/interpolation.gif)"
     )
+    interpolate.add_argument(
+        "--latents",
+        type=Path,
+        metavar="NPZ",
+        help="walk once, between two latents of this file of 'ganforge project' (a conditional "
+        "run draws the first half in --from's class, the rest in --to's)",
+    )
+    interpolate.add_argument(
+        "--from", dest="start", type=int, default=0, metavar="I", help="with --latents (default 0)"
+    )
+    interpolate.add_argument(
+        "--to", dest="end", type=int, default=1, metavar="J", help="with --latents (default 1)"
+    )
     interpolate.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
     interpolate.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+
+    projecting = commands.add_parser(
+        "project",
+        help="find the latents whose images a run draws closest to given images",
+        description="For each image, Adam on the generator's noise from several random starts "
+        "(a conditional run tries every class) minimises the pixels' squared error plus the "
+        "distance in the run's evaluator features. Writes OUT/reconstructions.png (each image "
+        "beside its projection), OUT/latents.npz (for 'ganforge interpolate --latents') and "
+        "OUT/distances.json.",
+    )
+    projecting.add_argument("run", type=Path, help="a run folder or a checkpoint file")
+    projecting.add_argument(
+        "images", type=Path, nargs="+", help="PNG or JPEG files, or folders of them"
+    )
+    projecting.add_argument("--out", type=Path, required=True, help="the folder to write")
+    projecting.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"Adam steps (default {DEFAULT_STEPS})"
+    )
+    projecting.add_argument(
+        "--starts",
+        type=int,
+        default=DEFAULT_STARTS,
+        help=f"random starts per image (and class) (default {DEFAULT_STARTS})",
+    )
+    projecting.add_argument("--seed", type=int, default=0, help="the starts' seed (default 0)")
+    projecting.add_argument("--quiet", action="store_true", help="no progress bar")
+    projecting.add_argument("--device", default="cpu", choices=DEVICES, help="default cpu")
+    projecting.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     evaluate = commands.add_parser("eval", help="score a run or a file of samples")
     evaluate.add_argument("source", type=Path, help="a run folder, a checkpoint or a samples .npz")
     evaluate.add_argument(
-        "--num", type=int, default=10_000, help="samples to score (default 10000)"
+        "--num", type=int, help="samples to score (default 10000; 5000 with --evaluator inception)"
     )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--dataset", help="the data to compare with (default: the run's; mnist)")
-    evaluate.add_argument("--evaluator", type=Path, metavar="FILE", help="your own evaluator file")
+    evaluate.add_argument(
+        "--evaluator",
+        type=Path,
+        metavar="FILE|inception",
+        help="your own evaluator file, or inception: FID/KID in the FID Inception network's "
+        "features, comparable with papers (slow on a CPU: it runs at 299×299)",
+    )
+    evaluate.add_argument(
+        "--inception-weights",
+        type=Path,
+        metavar="FILE",
+        help="its weights (default: torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
+        "in torch hub's checkpoints folder, downloaded if missing)",
+    )
     evaluate.add_argument("--seed", type=int, help="noise and subset seed (default: the run's)")
     evaluate.add_argument(
         "--prdc-num",
@@ -161,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="points per side for precision/recall/density/coverage",
     )
     evaluate.add_argument("--data-root", metavar="PATH", help="where datasets live")
+    evaluate.add_argument(
+        "--inversion",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also project N training and N held-out images into the generator and compare "
+        "their reconstruction distances, a memorisation check (slow: off by default)",
+    )
     evaluate.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
     export = commands.add_parser("export", help="write a run's generator for use without PyTorch")
@@ -174,7 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="evaluator_command", required=True, parser_class=_Parser
     )
     evaluator_train = evaluator_commands.add_parser("train", help="train an evaluator")
-    evaluator_train.add_argument("--dataset", required=True, help="mnist or fashion-mnist")
+    evaluator_train.add_argument(
+        "--dataset",
+        required=True,
+        help="a labelled dataset: mnist, fashion-mnist, emoji, … or folder:PATH (its "
+        "sub-folders are the classes)",
+    )
     evaluator_train.add_argument(
         "--out", type=Path, help="where to save it (default: evaluators/<dataset>.pt)"
     )
@@ -226,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         train,
         sample,
         interpolate,
+        projecting,
         evaluate,
         export,
         evaluator_train,
@@ -266,7 +340,7 @@ def _run_train(args: argparse.Namespace) -> None:
             )
         resume = open_resume(args.resume, overrides, trust_code=args.trust_code)
         config = resume.config
-    summary = train(config, Console(quiet=args.quiet), resume=resume)
+    summary = train(config, Console(quiet=args.quiet), resume=resume, trust_code=args.trust_code)
     if summary is None:  # a torchrun process other than rank 0: rank 0 reports
         return
     run = summary.run_dir
@@ -354,6 +428,19 @@ def _run_interpolate(args: argparse.Namespace) -> None:
             raise GanforgeError(f"{path} must end in {suffix}")
         _check_parent_folder(path)
     run = load_run(args.run, args.device, trust_code=args.trust_code)
+    if args.latents is not None:  # one walk, between two projected images
+        images = run.walk(args.latents, args.start, args.end, steps=args.steps, mode=args.mode)
+        try:
+            save_grid(images, grid, nrow=args.steps)
+        except OSError as exc:
+            raise GanforgeError(f"cannot write {grid}: {exc.strerror or exc}") from None
+        frames = [image_grid(image[None], nrow=1) for image in images]
+        save_gif(frames + frames[-2:0:-1], gif)
+        print(
+            f"wrote a {args.mode} walk of {args.steps} steps from latent {args.start} to "
+            f"{args.end} of {args.latents}: {grid}, {gif}"
+        )
+        return
     config = run.config
     rng = torch.Generator().manual_seed(args.seed)
     ends = sample_noise(2 * args.rows, config.noise_dim, distribution=config.noise, generator=rng)
@@ -371,6 +458,67 @@ def _run_interpolate(args: argparse.Namespace) -> None:
     frames = [image_grid(step, nrow=columns) for step in by_step]
     save_gif(frames + frames[-2:0:-1], gif)  # there and back, so the loop has no jump
     print(f"wrote {args.rows} {args.mode} walks of {args.steps} steps: {grid}, {gif}")
+
+
+def _run_project(args: argparse.Namespace) -> None:
+    import torch
+
+    from ganforge.config import image_shape
+    from ganforge.console import Console
+    from ganforge.eval.projection import load_projector, read_images, save_latents
+    from ganforge.image_files import save_grid
+
+    for flag, value, high in (("--steps", args.steps, 100_000), ("--starts", args.starts, 1000)):
+        if not 1 <= value <= high:
+            raise GanforgeError(f"{flag} must be from 1 to {high}, got {value}")
+    _check_seed(args.seed)
+    projector = load_projector(args.run, args.device, trust_code=args.trust_code)
+    config = projector.config
+    images, names = read_images(args.images, image_shape(config), config.background)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GanforgeError(f"cannot make {args.out}: {exc.strerror or exc}") from None
+    started = time.perf_counter()
+    found = projector.project(
+        images, steps=args.steps, starts=args.starts, seed=args.seed, console=Console(args.quiet)
+    )
+    seconds = time.perf_counter() - started
+    # Each real image beside its projection, up to 4 pairs a row.
+    pairs = torch.stack([images, found.images], 1).flatten(0, 1)
+    save_grid(pairs, args.out / "reconstructions.png", nrow=2 * min(4, len(images)))
+    save_latents(args.out / "latents.npz", found, names)
+    per_image = [
+        {
+            "file": name,
+            "distance": round(found.distance[i].item(), 6),
+            "pixel": round(found.pixel[i].item(), 6),
+            **({} if found.feature is None else {"feature": round(found.feature[i].item(), 6)}),
+            **({} if found.labels is None else {"label": int(found.labels[i])}),
+        }
+        for i, name in enumerate(names)
+    ]
+    distances = {
+        "run": str(args.run),
+        "space": projector.space,
+        "steps": args.steps,
+        "starts": args.starts,
+        "seed": args.seed,
+        "mean_distance": round(found.distance.mean().item(), 6),
+        "seconds_per_image": round(seconds / len(names), 3),
+        "images": per_image,
+    }
+    atomic_write_text(args.out / "distances.json", json.dumps(distances, indent=2) + "\n")
+    print(
+        f"projected {len(names)} images ({projector.space}): mean distance "
+        f"{distances['mean_distance']:.4g}, {distances['seconds_per_image']:.2f} s per image; "
+        f"wrote {args.out / 'reconstructions.png'}, latents.npz, distances.json"
+    )
+    if len(names) >= 2:
+        print(
+            f"  walk between the first two: ganforge interpolate {args.run} --latents "
+            f"{args.out / 'latents.npz'} --from 0 --to 1"
+        )
 
 
 PRESET_KEYS = (
@@ -427,12 +575,15 @@ def _check_parent_folder(path: Path) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
+    from ganforge.console import Console
     from ganforge.eval import format_table, save_run_evaluation, score_source
     from ganforge.eval.scoring import NEAREST_GRID
     from ganforge.report import build_report
 
-    _check_count("--num", args.num)
+    if args.num is not None:
+        _check_count("--num", args.num)
     _check_count("--prdc-num", args.prdc_num)
+    _check_count("--inversion", args.inversion, minimum=0)
     _check_seed(args.seed)
     if args.dataset is not None:
         check_dataset_name(args.dataset)
@@ -447,6 +598,9 @@ def _run_eval(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         trust_code=args.trust_code,
         nearest_grid=args.source / NEAREST_GRID if args.source.is_dir() else None,
+        inception_weights=args.inception_weights,
+        console=Console(),
+        inversion=args.inversion,
     )
     if args.source.is_dir():  # a run folder keeps its scores and shows them in its report
         save_run_evaluation(args.source, result)
@@ -554,6 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _run_train,
         "sample": _run_sample,
         "interpolate": _run_interpolate,
+        "project": _run_project,
         "eval": _run_eval,
         "export": _run_export,
         "evaluator": _run_evaluator_train,

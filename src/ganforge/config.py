@@ -26,7 +26,13 @@ from typing import Any
 import yaml
 
 from ganforge.augment import AUGMENTS, DEFAULT_POLICY, parse_policy
-from ganforge.data import TRAIN_SUBSETS, check_dataset_name, dataset_names, native_image_shape
+from ganforge.data import (
+    TRAIN_SUBSETS,
+    check_class_selection,
+    check_dataset_name,
+    dataset_names,
+    native_image_shape,
+)
 from ganforge.data.images import DEFAULT_BACKGROUND, check_background
 from ganforge.errors import GanforgeError
 from ganforge.nets import (
@@ -43,7 +49,7 @@ from ganforge.version import __version__
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Arithmetic precisions (see :mod:`ganforge.training.performance`).
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "rmsprop")
 MAX_SEED = 2**63 - 16  # torch seeds are signed 64-bit, and a run uses seed to seed + 3
 MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 28×28 images
@@ -313,8 +319,9 @@ class TrainConfig:
         choices=_architecture_choices,
         check=_check_architecture,
         help="the network pair: mlp and dcgan are the assignment's (28×28 grayscale), radford "
-        "is Radford et al.'s DCGAN (32 or 64 px, grayscale or colour); module:callable "
-        "names your own (see the README)",
+        "is Radford et al.'s DCGAN and resnet the residual networks of Miyato et al. 2018 "
+        "(both 32 or 64 px, grayscale or colour); module:callable names your own (see the "
+        "README)",
     )
     loss: str = setting(
         "gan",
@@ -641,9 +648,9 @@ class TrainConfig:
         group="data",
         low=0,
         high=1024,
-        zero="the architecture's: 28 for mlp and dcgan, 32 for radford",
+        zero="the architecture's: 28 for mlp and dcgan, 32 for radford and resnet",
         help="image height and width, to which datasets are resized (antialiased); radford "
-        "draws 32 or 64",
+        "and resnet draw 32 or 64",
     )
     channels: int = setting(
         0,
@@ -651,7 +658,7 @@ class TrainConfig:
         choices=(0, 1, 3),
         zero="the architecture's or dataset's",
         help="1 or 3 (colour images are converted to grayscale for 1); mlp and dcgan draw 1, "
-        "radford the dataset's",
+        "radford and resnet the dataset's",
     )
     seed: int = setting(
         0,
@@ -747,10 +754,11 @@ class TrainConfig:
         "(needs pip install 'ganforge[wandb]'; WANDB_MODE=offline writes RUN/wandb for wandb sync)",
     )
     precision: str = setting(
-        "fp32",
+        "auto",
         group="system",
         choices=PRECISIONS,
-        help="arithmetic: fp32; bf16 (autocast: fast on GPUs and on CPUs with native bf16, "
+        help="arithmetic: auto (bf16 where the CPU or GPU has native bf16, else fp32; the "
+        "run records which); fp32; bf16 (autocast: fast on GPUs and on CPUs with native bf16, "
         "emulated and slow elsewhere); fp16 (autocast with a gradient scaler, CUDA only)",
         notes="Losses, gradients and Adam's state stay fp32.",
     )
@@ -772,6 +780,57 @@ class TrainConfig:
         check=check_background,
         help="what transparent images (PNGs with alpha or a transparency table) are "
         "alpha-composited onto before training: white, black or a colour #RRGGBB",
+    )
+    classes: str | None = setting(
+        None,
+        group="data",
+        check=check_class_selection,
+        unset="every class",
+        help="keep only these classes of a labelled dataset, by index or name, comma-separated "
+        "(e.g. 5,6,7,8,9), for training and the evaluation's reference; a conditional run "
+        "then has these classes, relabelled 0..k-1 in this order, their names kept",
+    )
+    init_from: str | None = setting(
+        None,
+        group="model",
+        path=True,
+        unset="fresh weights",
+        help="start the networks from another run's newest checkpoint (its EMA generator where "
+        "it has one, else its generator, and its discriminator or encoder), with fresh "
+        "optimizers; the data set may differ (a run of user networks needs --trust-code)",
+        notes="The source's path, step and checkpoint sha256 are recorded in `init_from.json`, "
+        "`summary.json` and the report; a resumed run reads its own checkpoint, never the source.",
+    )
+    init_partial: bool = setting(
+        False,
+        group="model",
+        help="with --init-from: layers whose shapes differ (another size, another class count) "
+        "keep their fresh weights and the rest are carried, instead of a refusal",
+    )
+    freeze_d: int = setting(
+        0,
+        group="model",
+        low=0,
+        high=1000,
+        zero="none",
+        vae_neutral=0,
+        help="freeze the discriminator's first K blocks (FreezeD, Mo et al. 2020), for "
+        "fine-tuning with --init-from",
+        notes="A block is a layer with weights and the weightless layers after it "
+        "(`ganforge.nets.blocks`): mlp has 3, dcgan 4, radford 4 at 32 px and 5 at 64 px, "
+        "resnet 5 at 32 px and 6 at 64 px, the last being the score layer (with a conditional "
+        "D's class embedding or head), which must train: K is at most the count less one.",
+    )
+    accumulate: int = setting(
+        1,
+        group="optimisation",
+        low=1,
+        high=1024,
+        help="gradient accumulation: each optimizer step (of D and of G) sums the gradients of "
+        "K micro-batches of batch_size/K images, for less memory",
+        notes="The random numbers are the whole batch's, so networks without BatchNorm get the "
+        "whole batch's update up to rounding; BatchNorm layers normalise each micro-batch by "
+        "its own statistics. batch_size must split into processes × K.",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -1019,6 +1078,10 @@ def _cross_field_problems(config: TrainConfig, check_files: bool) -> list[str]:
         folder = config.dataset.removeprefix("folder:")
         if config.dataset.startswith("folder:") and folder:
             need(Path(folder).expanduser().is_dir(), f"image folder not found: {folder}")
+    need(
+        not (config.init_partial is True and config.init_from is None),
+        "init_partial says what to do with the layers --init-from cannot carry; give init_from",
+    )
     if config.architecture == "dcgan" and _is_int(config.batch_size):
         # BatchNorm needs two images to compute a batch statistic.
         need(config.batch_size >= 2, "batch_size must be at least 2 for the dcgan architecture")

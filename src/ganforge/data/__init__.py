@@ -8,6 +8,7 @@ and the networks' ``[-1, 1]``.
 This package imports neither :mod:`ganforge.training` nor :mod:`ganforge.eval`.
 """
 
+from ganforge.data.classes import check_class_selection, parse_class_selection, resolve_classes
 from ganforge.data.datasets import SPLITS, TRAIN_SUBSETS, load_dataset
 from ganforge.data.emoji import emoji_folder, ensure_emoji
 from ganforge.data.images import (
@@ -28,6 +29,7 @@ from ganforge.data.registry import (
     dataset_names,
     dataset_spec,
     evaluator_for,
+    evaluator_image_shape,
     fetch_dataset,
     fetchable_datasets,
     native_image_shape,
@@ -41,6 +43,7 @@ __all__ = [
     "ImageData",
     "ImageShape",
     "Loader",
+    "check_class_selection",
     "check_dataset_name",
     "dataset_names",
     "dataset_spec",
@@ -49,12 +52,15 @@ __all__ = [
     "ensure_fashion_mnist",
     "ensure_mnist",
     "evaluator_for",
+    "evaluator_image_shape",
     "fetch_dataset",
     "fetchable_datasets",
     "load_dataset",
     "native_image_shape",
+    "parse_class_selection",
     "preprocess_images",
     "resize_images",
+    "resolve_classes",
     "resolve_data_root",
     "shuffled_batches",
     "to_uint8",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from ganforge.data.classes import class_mask, resolve_classes, select_classes
 from ganforge.data.images import (
     DEFAULT_BACKGROUND,
     ImageData,
@@ -89,6 +90,7 @@ def load_dataset(
     train_subset: str = "first",
     image_shape: ImageShape = (1, 28, 28),
     background: str = DEFAULT_BACKGROUND,
+    classes: str | None = None,
 ) -> ImageData:
     """Load a split of a dataset of :data:`~ganforge.data.registry.DATASETS` into memory.
 
@@ -106,6 +108,10 @@ def load_dataset(
     where the spec's ``channels`` allow; any other C is a :class:`GanforgeError`. Transparent
     images (a spec with ``transparency``: folders) are composited onto ``background``
     (``white``, ``black`` or ``#RRGGBB``) before that.
+
+    ``classes`` (``--classes``, :mod:`ganforge.data.classes`) keeps the images of some classes,
+    relabelled ``0 .. k-1``, before the cut: the default training images are then the kept ones
+    among the default training images, and ``train_size`` counts kept images.
     """
     spec = dataset_spec(name)
     if split not in SPLITS:
@@ -123,10 +129,16 @@ def load_dataset(
     data = spec.loader(
         name, source, root=root, download=download, image_shape=image_shape, **options
     )
+    default = spec.default_train_size
+    if classes is not None:
+        keep = class_mask(data, indices := resolve_classes(data.classes, classes, name))
+        if default:
+            default = int(keep[:default].sum())
+        data = select_classes(data, indices)
     if not spec.splits:
         return data.balanced(train_size) if balanced else data.subset(0, train_size or len(data))
     if split != "test":
-        default = spec.default_train_size or len(data)
+        default = default or len(data)
         n_train = min(train_size or default, len(data))
         if balanced:  # drawn from the default training images (or more, if asked for more)
             pool = max(n_train, default)

@@ -19,7 +19,6 @@ skin-tone swatches, modifiers rather than emoji). That leaves 1,906 images per v
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 from ganforge.data.folder import load_image_folder
 from ganforge.data.images import DEFAULT_BACKGROUND, ImageData, ImageShape
 from ganforge.errors import GanforgeError
+from ganforge.files import file_sha256
 
 VERSION = "16.0.0"
 REGISTRY = "https://registry.npmjs.org"
@@ -180,11 +180,7 @@ def download_tarball(vendor: EmojiVendor, dest: Path) -> Path:
 
 def check_sha256(path: Path, expected: str) -> None:
     """:class:`GanforgeError` unless the file ``path`` has sha256 ``expected`` (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    found = digest.hexdigest()
+    found = file_sha256(path)
     if found != expected:
         raise GanforgeError(
             f"{path.name} has sha256 {found}, expected {expected}: refusing to read it "
@@ -312,6 +308,11 @@ def lay_out_emoji(tarball: Path, vendor: EmojiVendor, target: Path) -> Path:
     return target
 
 
+#: One image in this many of each category is held out as the test split: the evaluator's test
+#: images, the reference of FID and the held-out side of the memorisation check.
+TEST_EVERY = 5
+
+
 def ensure_emoji(dataset: str, root: Path) -> Path:
     """Make dataset ``emoji`` or ``emoji-google`` available under the data root ``root`` and
     return its folder (:func:`emoji_folder`): kept if already there, else fetched
@@ -356,11 +357,13 @@ def load_emoji(
     image_shape: ImageShape,
     background: str = DEFAULT_BACKGROUND,
 ) -> ImageData:
-    """Every image of ``emoji`` or ``emoji-google`` (one split: ``split`` is not used) as
-    uint8 ``image_shape`` ``(C, H, W)``, composited onto ``background`` (the PNGs are
-    transparent), labelled by category (9 classes, in folder-name order: ``activities``,
-    ``animals-and-nature``, …). Fetched first when missing, as MNIST is
-    (:func:`ensure_emoji`); read by :func:`ganforge.data.folder.load_image_folder`."""
+    """The ``train`` or ``test`` split of ``emoji`` or ``emoji-google`` as uint8
+    ``image_shape`` ``(C, H, W)``, composited onto ``background`` (the PNGs are transparent),
+    labelled by category (9 classes, in folder-name order: ``activities``,
+    ``animals-and-nature``, …). The test split is every :data:`TEST_EVERY`-th image of each
+    category (:meth:`ImageData.held_out`): 381 of Twemoji's 1,906. Fetched first when missing,
+    as MNIST is (:func:`ensure_emoji`); read by :func:`ganforge.data.folder.load_image_folder`.
+    ``--dataset folder:PATH`` on the same folder reads all the images, uncut."""
     data = load_image_folder(ensure_emoji(name, root), image_shape, background)
     data.name = name
-    return data
+    return data.held_out(TEST_EVERY, split)

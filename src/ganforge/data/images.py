@@ -48,6 +48,18 @@ class ImageData:
     def subset(self, start: int, stop: int) -> ImageData:
         return ImageData(self.name, self.images[start:stop], self.labels[start:stop], self.classes)
 
+    def held_out(self, every: int, split: str) -> ImageData:
+        """A split stratified by class: ``test`` is the ``every``-th, ``2·every``-th, … image of
+        each class in file order (about ``1/every`` of each), ``train`` the rest, both kept in
+        file order. The same files give the same split on every machine."""
+        rank = torch.zeros(len(self), dtype=torch.long)
+        for label in self.labels.unique():
+            (indices,) = torch.nonzero(self.labels == label, as_tuple=True)
+            rank[indices] = torch.arange(1, len(indices) + 1)
+        test = rank % every == 0
+        keep = test if split == "test" else ~test
+        return ImageData(self.name, self.images[keep], self.labels[keep], self.classes)
+
     def balanced(self, n: int) -> ImageData:
         """``n`` images, as even over the classes as ``n`` allows: the first ``n // K`` images of
         each of the K classes in file order, one more for each of the first ``n % K`` classes

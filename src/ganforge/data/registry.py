@@ -68,7 +68,9 @@ class DatasetSpec:
     * ``default_train_size``: how many of the training images train by default (the rest,
       up to 5,000, validate); ``None``: all;
     * ``transparency``: whether its images may be transparent, its loader then taking a
-      ``background`` keyword (:class:`Loader`).
+      ``background`` keyword (:class:`Loader`);
+    * ``evaluator_size``: the side of the square images its evaluator reads (``ganforge
+      evaluator train`` trains at it; samples of another size are resized to it).
     """
 
     name: str
@@ -84,6 +86,7 @@ class DatasetSpec:
     splits: bool = True
     default_train_size: int | None = None
     transparency: bool = False
+    evaluator_size: int = 32
 
     def __post_init__(self) -> None:
         if self.fetch is None and not self.no_fetch:
@@ -108,6 +111,7 @@ DATASETS: dict[str, DatasetSpec] = {
         loader=load_mnist,
         native_shape=(1, 28, 28),
         channels=(1,),
+        evaluator_size=28,
         classes=10,
         evaluator="mnist",
         fetch=ensure_mnist,
@@ -121,6 +125,7 @@ DATASETS: dict[str, DatasetSpec] = {
         loader=load_fashion_mnist,
         native_shape=(1, 28, 28),
         channels=(1,),
+        evaluator_size=28,
         classes=10,
         evaluator="fashion-mnist",
         fetch=ensure_fashion_mnist,
@@ -146,10 +151,9 @@ DATASETS: dict[str, DatasetSpec] = {
         native_shape=(3, 64, 64),
         channels=(1, 3),
         classes=9,
-        evaluator=None,
+        evaluator="emoji",
         fetch=fetch_emoji,
         source=VENDORS["emoji"].source,
-        splits=False,
         transparency=True,
     ),
     "emoji-google": DatasetSpec(
@@ -158,10 +162,9 @@ DATASETS: dict[str, DatasetSpec] = {
         native_shape=(3, 64, 64),
         channels=(1, 3),
         classes=9,
-        evaluator=None,
+        evaluator="emoji",
         fetch=fetch_emoji_google,
         source=VENDORS["emoji-google"].source,
-        splits=False,
         transparency=True,
     ),
     "folder": DatasetSpec(
@@ -217,9 +220,16 @@ def native_image_shape(name: str) -> ImageShape:
 
 def evaluator_for(name: str) -> str | None:
     """The name of the shipped evaluator that scores dataset ``name`` (``mnist``,
-    ``fashion-mnist``), ``None`` when none does. :class:`GanforgeError` for an unknown
-    dataset."""
+    ``fashion-mnist``, ``emoji`` for both emoji vendors), ``None`` when none does.
+    :class:`GanforgeError` for an unknown dataset."""
     return dataset_spec(name).evaluator
+
+
+def evaluator_image_shape(name: str) -> ImageShape:
+    """The ``(C, H, W)`` an evaluator of dataset ``name`` reads: the dataset's channels at the
+    spec's ``evaluator_size`` (``(1, 28, 28)`` for ``mnist``, ``(3, 32, 32)`` for ``emoji``)."""
+    spec = dataset_spec(name)
+    return (spec.image_shape_of(name)[0], spec.evaluator_size, spec.evaluator_size)
 
 
 def fetchable_datasets() -> tuple[str, ...]:

@@ -10,7 +10,6 @@ evaluators are not comparable; every score ganforge reports names its evaluator 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -23,8 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.checkpoint_file import atomic_torch_save
-from ganforge.data import evaluator_for, load_dataset, preprocess_images
+from ganforge.data import (
+    dataset_spec,
+    evaluator_for,
+    evaluator_image_shape,
+    load_dataset,
+    preprocess_images,
+)
 from ganforge.errors import GanforgeError
+from ganforge.files import file_sha256
 from ganforge.version import __version__
 
 NUM_FEATURES = 128
@@ -33,6 +39,9 @@ NUM_FEATURES = 128
 EMBED_BATCH = 250
 SHIPPED_DIR = "evaluators"
 FORMAT = "ganforge-evaluator-1"
+#: A dataset without a test split (a folder) tests its evaluator on every fifth image of each
+#: class, held out of training (as ``emoji``'s test split is cut).
+HELD_OUT_EVERY = 5
 
 
 class EvaluatorNet(nn.Module):
@@ -40,11 +49,14 @@ class EvaluatorNet(nn.Module):
 
     conv 32 → pool → conv 64 → pool → conv 128 → pool (each 3×3, BatchNorm, ReLU) → FC 128
     (ReLU: the features) → dropout → FC ``num_classes`` (the logits). Input: uint8 images
-    ``(N, C, 28, 28)`` or float images in ``[-1, 1]``.
+    ``(N, C, S, S)`` or float images in ``[-1, 1]``, ``S = image_size`` (28 for the digits, 32
+    for colour datasets).
     """
 
-    def __init__(self, channels: int = 1, num_classes: int = 10) -> None:
+    def __init__(self, channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
         super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        pooled = image_size // 8  # three 2× max-pools, each rounding down
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
             # Pooling before the ReLU gives the same numbers as after it (a max of ReLUs is
@@ -62,7 +74,7 @@ class EvaluatorNet(nn.Module):
             *block(32, 64),
             *block(64, 128),
             nn.Flatten(),
-            nn.Linear(128 * 3 * 3, NUM_FEATURES),
+            nn.Linear(128 * pooled * pooled, NUM_FEATURES),
             nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(NUM_FEATURES, num_classes))
@@ -72,11 +84,11 @@ class EvaluatorNet(nn.Module):
         return preprocess_images(images) if images.dtype == torch.uint8 else images
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, 28, 28)`` → ``(N, 128)`` non-negative features."""
+        """``(N, C, S, S)`` → ``(N, 128)`` non-negative features."""
         return self.body(self._as_float(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, 28, 28)`` → class logits ``(N, num_classes)``."""
+        """``(N, C, S, S)`` → class logits ``(N, num_classes)``."""
         return self.head(self.features(images))
 
 
@@ -91,6 +103,11 @@ class Evaluator:
     test_accuracy: float | None
 
     @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The ``(C, S, S)`` of the images it reads."""
+        return self.net.image_shape
+
+    @property
     def name(self) -> str:
         """``<dataset>@<sha256 prefix>``: printed beside every score."""
         return f"{self.dataset}@{self.sha256[:12]}"
@@ -99,7 +116,7 @@ class Evaluator:
     def embed(
         self, images: torch.Tensor, batch_size: int = EMBED_BATCH
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images ``(N, C, 28, 28)`` → ``(features (N, 128), probabilities (N, classes))``."""
+        """uint8 images ``(N, C, S, S)`` → ``(features (N, 128), probabilities (N, classes))``."""
         features = [self.net.features(chunk) for chunk in images.split(batch_size)]
         features = torch.cat(features)
         return features, self.probabilities(features, batch_size)
@@ -111,10 +128,6 @@ class Evaluator:
         return torch.cat(
             [self.net.head(chunk).softmax(dim=1) for chunk in features.split(batch_size)]
         )
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def shipped_manifest() -> dict[str, Any]:
@@ -164,7 +177,8 @@ def load_evaluator(dataset: str | None = None, path: str | Path | None = None) -
         raise GanforgeError(f"{path} is not a ganforge evaluator ({type(exc).__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise GanforgeError(f"{path} is not a ganforge evaluator (format {FORMAT} expected)")
-    net = EvaluatorNet(blob["channels"], len(blob["classes"]))
+    # Evaluators written before colour ones read 28×28 images and did not say so.
+    net = EvaluatorNet(blob["channels"], len(blob["classes"]), blob.get("image_size", 28))
     try:
         net.load_state_dict(blob["state_dict"])
     except RuntimeError:
@@ -217,19 +231,35 @@ def train_evaluator(
     data_root: str | None = None,
     log=print,
 ) -> Evaluator:
-    """Train an evaluator on all training images of ``dataset``, test it on its test split, and
-    save it atomically to ``out``. Seeded: the same command on the same machine gives the same
+    """Train an evaluator on all training images of ``dataset`` at its evaluator's shape
+    (:func:`~ganforge.data.evaluator_image_shape`), test it on its test split (a folder: on
+    every :data:`HELD_OUT_EVERY`-th image of each class, held out), and save it atomically to
+    ``out``. Seeded: the same command on the same machine gives the same
     file."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    train = load_dataset(dataset, "train", data_root=data_root, train_size=1 << 30)
-    test = load_dataset(dataset, "test", data_root=data_root)
+    shape = evaluator_image_shape(dataset)
+    train = load_dataset(
+        dataset, "train", data_root=data_root, train_size=1 << 30, image_shape=shape
+    )
+    if dataset_spec(dataset).splits:
+        test = load_dataset(dataset, "test", data_root=data_root, image_shape=shape)
+    else:  # a folder: its test images are held out of its one split, as emoji's are
+        train, test = (
+            train.held_out(HELD_OUT_EVERY, "train"),
+            train.held_out(HELD_OUT_EVERY, "test"),
+        )
     if len(train) < batch_size:
         raise GanforgeError(
             f"{dataset} holds {len(train)} training images; an evaluator trains on batches of "
             f"{batch_size}"
         )
-    net = EvaluatorNet(train.images.shape[1], len(train.classes))
+    if len(train.classes) < 2:
+        raise GanforgeError(
+            f"an evaluator learns to tell classes apart: {dataset} has "
+            f"{len(train.classes)} (a folder's classes are its sub-folders)"
+        )
+    net = EvaluatorNet(shape[0], len(train.classes), shape[1])
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = len(train) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -255,7 +285,8 @@ def train_evaluator(
     blob = {
         "format": FORMAT,
         "dataset": dataset,
-        "channels": train.images.shape[1],
+        "channels": shape[0],
+        "image_size": shape[1],
         "classes": train.classes,
         "state_dict": net.state_dict(),
         "test_accuracy": test_accuracy,

@@ -14,10 +14,19 @@ import torch
 from torch import nn
 
 from ganforge.config import TrainConfig
-from ganforge.data import evaluator_for, load_dataset, resolve_data_root, to_uint8
+from ganforge.console import SILENT, Console
+from ganforge.data import (
+    evaluator_for,
+    load_dataset,
+    resolve_classes,
+    resolve_data_root,
+    to_uint8,
+)
 from ganforge.data.images import DEFAULT_BACKGROUND
 from ganforge.errors import GanforgeError
 from ganforge.eval.classifier import Evaluator, load_evaluator
+from ganforge.eval.inception import DEFAULT_NUM as INCEPTION_NUM
+from ganforge.eval.inception import INCEPTION, score_inception
 from ganforge.eval.metrics import (
     METRICS_VERSION,
     MIN_POINTS,
@@ -30,6 +39,7 @@ from ganforge.eval.metrics import (
     nearest_neighbours,
     precision_recall_density_coverage,
 )
+from ganforge.eval.projection import INVERSION_GRID, inversion_check
 from ganforge.files import atomic_write_text
 from ganforge.image_files import save_grid
 from ganforge.sampling import balanced_labels, generate, load_generator
@@ -92,21 +102,34 @@ def reference_set(
     evaluator_path: str | os.PathLike | None = None,
     train_subset: str = "first",
     background: str = DEFAULT_BACKGROUND,
+    classes: str | None = None,
 ) -> ReferenceSet:
     """The test split of ``dataset`` embedded by its evaluator (the shipped one, or the file
     at ``evaluator_path``), with the training images (``train_size`` of them, drawn as
     ``train_subset`` says) for the memorisation check, transparent images composited onto
     ``background`` as the run's were; what is computed from the training images is kept under
-    the data root's ``eval-cache`` (keyed by the images themselves)."""
+    the data root's ``eval-cache`` (keyed by the images themselves); ``classes``: both of the
+    run's ``--classes`` only."""
     evaluator = load_evaluator(dataset, evaluator_path)
-    test = load_dataset(dataset, "test", data_root=data_root, background=background).images
+    # Both at the evaluator's shape: the features and the nearest-image views are computed there.
+    shape = evaluator.image_shape
+    test = load_dataset(
+        dataset,
+        "test",
+        data_root=data_root,
+        background=background,
+        image_shape=shape,
+        classes=classes,
+    ).images
     train = load_dataset(
         dataset,
         "train",
         data_root=data_root,
+        image_shape=shape,
         train_size=train_size,
         train_subset=train_subset,
         background=background,
+        classes=classes,
     ).images
     cache = resolve_data_root(data_root) / "eval-cache"
     return ReferenceSet(evaluator, test, train, cache_dir=cache)
@@ -187,10 +210,14 @@ def _pixel_scores(images: torch.Tensor, train: torch.Tensor, prdc_num: int) -> d
     return scores
 
 
+#: Samples scored by default with an evaluator classifier (Inception: ``INCEPTION_NUM``).
+DEFAULT_NUM = 10_000
+
+
 def score_source(
     source: str | os.PathLike,
     *,
-    num: int = 10_000,
+    num: int | None = None,
     dataset: str | None = None,
     evaluator_path: str | os.PathLike | None = None,
     seed: int | None = None,
@@ -200,6 +227,9 @@ def score_source(
     generator: nn.Module | None = None,
     nearest_grid: Path | None = None,
     reference: ReferenceSet | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    console: Console = SILENT,
+    inversion: int = 0,
 ) -> dict[str, Any]:
     """Score ``num`` samples of a run (or an ``.npz``) with every metric, plus floor and ceiling,
     and find the nearest training images of the first few samples (``result["nearest"]``;
@@ -211,7 +241,21 @@ def score_source(
     ``trust_code`` and ``generator``: see :func:`ganforge.sampling.load_generator`.
     ``reference``: the dataset's test and training images as a training run embedded them
     (:func:`reference_set`), so that they are not embedded again.
+
+    ``evaluator_path="inception"``: FID and KID in the FID Inception network's features
+    instead, with their protocol (:func:`ganforge.eval.inception.score_inception`; the weights
+    file ``inception_weights`` or torch-fidelity's cached one; ``console`` shows the progress).
+    ``num`` defaults to :data:`DEFAULT_NUM`, or ``INCEPTION_NUM`` (5,000) with Inception.
+
+    ``inversion`` N > 0 (a run only): also the memorisation check by inversion
+    (:func:`ganforge.eval.projection.inversion_check`, ``result["inversion"]``) on N training
+    and N held-out images, drawn beside ``nearest_grid`` as :data:`INVERSION_GRID`.
     """
+    inception = evaluator_path is not None and str(evaluator_path) == INCEPTION
+    if inception_weights is not None and not inception:
+        raise GanforgeError("--inception-weights is for --evaluator inception")
+    if num is None:
+        num = INCEPTION_NUM if inception else DEFAULT_NUM
     if num < MIN_POINTS or prdc_num < MIN_POINTS:
         raise GanforgeError(f"--num and --prdc-num must be at least {MIN_POINTS}")
     images, config, seed = load_samples(source, num, seed, trust_code, generator)
@@ -222,15 +266,44 @@ def score_source(
     train_size = config.train_size if config else None
     train_subset = config.train_subset if config else "first"
     background = config.background if config else DEFAULT_BACKGROUND
+    class_selection = config.classes if config else None
     result: dict[str, Any] = {
         "source": str(source),
         "dataset": dataset,
         "num": int(images.shape[0]),
         "seed": seed,
     }
+    if inversion:
+        if config is None:
+            raise GanforgeError(f"--inversion projects into a run's generator; {source} is not one")
+        grid = None if nearest_grid is None else nearest_grid.with_name(INVERSION_GRID)
+        result["inversion"] = inversion_check(
+            source,
+            inversion,
+            trust_code=trust_code,
+            generator=generator,
+            grid=grid,
+            data_root=data_root,
+            console=console,
+        )
+    if inception:
+        scores = score_inception(
+            images,
+            classes=class_selection,
+            dataset=dataset,
+            data_root=root,
+            background=background,
+            weights=inception_weights,
+            console=console,
+        )
+        return {**result, **scores}
     if evaluator_path is None and evaluator_for(dataset) is None:
         train = load_dataset(
-            dataset, "train", image_shape=tuple(images.shape[1:]), background=background
+            dataset,
+            "train",
+            image_shape=tuple(images.shape[1:]),
+            background=background,
+            classes=class_selection,
         )
         if len(train) < MIN_POINTS:
             raise GanforgeError(
@@ -247,7 +320,7 @@ def score_source(
 
     if reference is None:
         reference = reference_set(
-            dataset, root, train_size, evaluator_path, train_subset, background
+            dataset, root, train_size, evaluator_path, train_subset, background, class_selection
         )
     evaluator, test, train = reference.evaluator, reference.test_images, reference.train_images
     resized = at_reference_size(images, test)
@@ -262,6 +335,10 @@ def score_source(
     classes = config.num_classes if config and config.conditioning != "none" else 0
     # A conditional run's samples were asked for every class in turn (balanced_labels).
     labels = balanced_labels(images.shape[0], classes) if classes else None
+    if labels is not None and class_selection:  # the evaluator names the dataset's classes
+        shape = tuple(test.shape[1:])
+        names = load_dataset(dataset, "test", data_root=root, image_shape=shape).classes
+        labels = torch.tensor(resolve_classes(names, class_selection, dataset))[labels]
     result["samples"] = all_scores(reference, images, prdc_num=prdc_num, seed=seed, labels=labels)
     result["nearest"] = _nearest(images, train, reference, nearest_grid)
     # The reference points do not depend on the run: one seed for all, computed once.
@@ -312,6 +389,15 @@ def _nearest(
             for i, (idx, dist) in enumerate(zip(indices, distances, strict=True))
         ],
     }
+
+
+def inversion_line(inverted: dict[str, Any]) -> str:
+    """The inversion check of a result in one line."""
+    return (
+        f"inversion ({inverted['num']} training and {inverted['num']} held-out images, "
+        f"{inverted['space']}): mean distance {inverted['train_distance']:.4g} (train) / "
+        f"{inverted['test_distance']:.4g} (held out) = ratio {inverted['ratio']:.3f}"
+    )
 
 
 def save_run_evaluation(run_dir: Path, result: dict[str, Any]) -> None:
@@ -395,4 +481,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"nearest training image of {len(closest)} samples ({nearest['space']} space): "
             "distances " + ", ".join(f"{d:.3g}" for d in closest)
         )
+    inverted = result.get("inversion")
+    if inverted:
+        lines.append(inversion_line(inverted))
     return "\n".join(lines)

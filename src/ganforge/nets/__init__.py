@@ -1,5 +1,6 @@
-"""The networks: the assignment's (``mlp``, ``dcgan``), Radford et al.'s DCGAN (``radford``), all
-described in the table :data:`ARCHITECTURES`; the contract conditioning and the VAE rely on
+"""The networks: the assignment's (``mlp``, ``dcgan``), Radford et al.'s DCGAN (``radford``), the
+residual networks of Miyato et al. 2018 (``resnet``), all described in the table
+:data:`ARCHITECTURES`; the contract conditioning and the VAE rely on
 (:mod:`ganforge.nets.contract`); the class-conditional wrappers, the VAE's encoder, and the noise
 generators start from.
 
@@ -9,6 +10,7 @@ imports nothing else of ganforge.
 """
 
 from ganforge.nets.architectures import ARCHITECTURES, ArchitectureSpec, resolve_image_shape
+from ganforge.nets.blocks import discriminator_blocks, freeze_first_blocks
 from ganforge.nets.build import (
     CONDITIONINGS,
     INITS,
@@ -47,6 +49,7 @@ from ganforge.nets.contract import (
 )
 from ganforge.nets.noise import NOISE_DISTRIBUTIONS, sample_noise
 from ganforge.nets.radford import RadfordDiscriminator, RadfordGenerator
+from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator
 from ganforge.nets.vae import VAEEncoder, reconstruct
 
 __all__ = [
@@ -71,6 +74,8 @@ __all__ = [
     "ProjectionDiscriminator",
     "RadfordDiscriminator",
     "RadfordGenerator",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
     "UntrustedCode",
     "VAEEncoder",
     "apply_spectral_norm",
@@ -80,6 +85,8 @@ __all__ = [
     "check_networks",
     "class_count",
     "count_parameters",
+    "discriminator_blocks",
+    "freeze_first_blocks",
     "generate_images",
     "import_user_architecture",
     "is_user_architecture",

@@ -9,14 +9,16 @@ Two families today:
 
 * ``mlp`` and ``dcgan``, the assignment's networks, work on 28×28 grayscale images only,
   ``(N, 1, 28, 28)`` (their discriminators also accept flat ``(N, 784)``);
-* ``radford``, the DCGAN of Radford et al. 2016, works on square images of 32 or 64 pixels with
-  1 or 3 channels, the shape chosen at construction.
+* ``radford``, the DCGAN of Radford et al. 2016, and ``resnet``, the residual GAN of Miyato et
+  al. 2018, work on square images of 32 or 64 pixels with 1 or 3 channels, the shape chosen at
+  construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -33,6 +35,13 @@ from ganforge.nets.radford import (
     RADFORD_WIDTH,
     RadfordDiscriminator,
     RadfordGenerator,
+)
+from ganforge.nets.resnet import (
+    RESNET_CHANNELS,
+    RESNET_SIZES,
+    RESNET_WIDTH,
+    ResNetDiscriminator,
+    ResNetGenerator,
 )
 
 ImageShape = tuple[int, int, int]
@@ -94,10 +103,16 @@ class ArchitectureSpec:
             raise ValueError(f"the {self.name} networks need {self.shapes}, not {shape}")
         others = [s for s in ARCHITECTURES.values() if s.native_shape is None]
         takers = [s.name for s in others if s.takes(image_shape)]
+        by_shapes: dict[str, list[str]] = {}
+        for spec in others:
+            by_shapes.setdefault(spec.shapes, []).append(spec.name)
         hint = (
             f"the {' or '.join(takers)} networks take {shape}"
             if takers
-            else "; ".join(f"the {s.name} networks take {s.shapes}" for s in others)
+            else "; ".join(
+                f"the {' or '.join(names)} networks take {shapes}"
+                for shapes, names in by_shapes.items()
+            )
         )
         raise ValueError(
             f"the {self.name} networks work on {self.shapes}, not {shape}"
@@ -145,9 +160,30 @@ def _radford_discriminator(image_shape: ImageShape, width: float) -> nn.Module:
     return RadfordDiscriminator(image_shape=tuple(image_shape), width=scaled(RADFORD_WIDTH, width))
 
 
-def _radford_takes(image_shape: ImageShape) -> bool:
-    channels, height, width = image_shape
-    return height == width and height in RADFORD_SIZES and channels in RADFORD_CHANNELS
+def _square_images(sizes: tuple[int, ...], channels: tuple[int, ...]) -> dict[str, Any]:
+    """``accepts`` and ``shapes`` of a flexible architecture built for square images of one of
+    ``sizes`` pixels with one of ``channels`` channels, to unpack into its spec."""
+
+    def accepts(image_shape: ImageShape) -> bool:
+        count, height, width = image_shape
+        return height == width and height in sizes and count in channels
+
+    shapes = (
+        f"square images of {' or '.join(map(str, sizes))} pixels with "
+        f"{' or '.join(map(str, channels))} channels"
+    )
+    return {"accepts": accepts, "shapes": shapes}
+
+
+# resnet counts its width in channels of every block.
+def _resnet_generator(noise_dim: int, image_shape: ImageShape, width: float) -> nn.Module:
+    return ResNetGenerator(
+        noise_dim, image_shape=tuple(image_shape), width=scaled(RESNET_WIDTH, width)
+    )
+
+
+def _resnet_discriminator(image_shape: ImageShape, width: float) -> nn.Module:
+    return ResNetDiscriminator(image_shape=tuple(image_shape), width=scaled(RESNET_WIDTH, width))
 
 
 _ASSIGNMENT_SHAPE = (1, 28, 28)
@@ -172,10 +208,15 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         name="radford",
         generator=_radford_generator,
         discriminator=_radford_discriminator,
-        shapes=f"square images of {' or '.join(map(str, RADFORD_SIZES))} pixels with "
-        f"{' or '.join(map(str, RADFORD_CHANNELS))} channels",
-        accepts=_radford_takes,
         default_size=32,
+        **_square_images(RADFORD_SIZES, RADFORD_CHANNELS),
+    ),
+    "resnet": ArchitectureSpec(
+        name="resnet",
+        generator=_resnet_generator,
+        discriminator=_resnet_discriminator,
+        default_size=32,
+        **_square_images(RESNET_SIZES, RESNET_CHANNELS),
     ),
 }
 

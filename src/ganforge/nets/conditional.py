@@ -17,6 +17,11 @@ class ConditionalGenerator(nn.Module):
     generators learned to ignore ``z`` and drew one image per class on MNIST (pixel std across
     noise 0.005, recall 0).
 
+    A body that can take the labels itself, one with ``condition_on(num_classes)`` (the
+    ``resnet`` generator: class-conditional BatchNorm, as in Miyato & Koyama 2018), is
+    conditioned that way instead: ``condition_on`` is called once, the body is called
+    ``body(noise, labels)`` and the noise goes in unchanged (no ``embed``).
+
     ``noise (N, noise_dim)`` and ``labels (N,)`` in ``[0, num_classes)`` → images
     ``(N, C, H, W)`` in ``[-1, 1]``.
     """
@@ -24,10 +29,15 @@ class ConditionalGenerator(nn.Module):
     def __init__(self, body: nn.Module, num_classes: int) -> None:
         super().__init__()
         self.noise_dim, self.num_classes = body.noise_dim, num_classes
-        self.embed = nn.Embedding(num_classes, body.noise_dim)
+        condition_on = getattr(body, "condition_on", None)
+        self.embed = None if callable(condition_on) else nn.Embedding(num_classes, body.noise_dim)
+        if self.embed is None:
+            condition_on(num_classes)
         self.body = body
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.embed is None:
+            return self.body(noise, labels)
         return self.body(noise * self.embed(labels).to(noise.dtype))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.eval import ROWS, score_run
+from ganforge.eval.inception import INCEPTION
 from ganforge.files import read_json
 from ganforge.report.page import build_report
 from ganforge.report.plots import plot_comparison, plot_fid_against_time
@@ -40,9 +41,9 @@ def compare_runs(
         config = read_json(run / "config.json")
         summary = read_json(run / "summary.json")
         eval_path = run / "eval.json"
-        if eval_path.is_file() and read_json(eval_path).get("num") == num:
-            evaluation = read_json(eval_path)
-        else:
+        evaluation = read_json(eval_path) if eval_path.is_file() else {}
+        # Inception scores are not comparable with the evaluator's: those runs are scored again.
+        if evaluation.get("num") != num or evaluation.get("evaluator") == INCEPTION:
             evaluation = score_run(run, num=num, seed=config.get("seed", 0), trust_code=trust_code)
             build_report(run)  # its page shows the new scores
         evaluations.append(evaluation)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.eval import metric_rows
-from ganforge.eval.scoring import NEAREST_GRID
+from ganforge.eval.projection import INVERSION_GRID
+from ganforge.eval.scoring import NEAREST_GRID, inversion_line
 from ganforge.files import atomic_write_text, read_json
 from ganforge.report.plots import (
     plot_augmentation_probability,
@@ -70,6 +71,8 @@ def _metric_table(evaluation: dict[str, Any]) -> str:
         f"{evaluation['num']} samples against the {html.escape(evaluation['dataset'])} "
         "test split"
     )
+    if evaluation.get("protocol"):  # Inception scores: the reference set, resize and weights
+        caption = html.escape(evaluation["note"])
     return (
         f"<p class='muted'>{caption}</p><table><tr><th>metric</th>{head}</tr>"
         f"{''.join(rows)}</table>"
@@ -158,6 +161,21 @@ def build_report(run_dir: Path) -> Path:
                 f"nearest training images ({space} space), nearest first. A sample that is one "
                 f"of its neighbours, pixel for pixel, was copied.</p>{picture}</section>"
             )
+        inverted = evaluation.get("inversion")
+        if inverted:
+            inversion = run_dir / INVERSION_GRID
+            picture = (
+                _img(inversion, "training, then held-out images beside their projections", "grid")
+                if inversion.is_file()
+                else ""
+            )
+            sections.append(
+                "<section><h2>Is it copying? Inversion</h2><p class='muted'>"
+                f"{html.escape(inversion_line(inverted))}. A ratio well below 1: the generator "
+                "redraws its training images better than images it never saw. Each pair: an "
+                "image, then the generator's closest image (training images first, then held-out "
+                f"ones).</p>{picture}</section>"
+            )
     else:
         sections.append(
             "<section><h2>Metrics</h2><p>Not evaluated yet: run "
@@ -174,6 +192,12 @@ def build_report(run_dir: Path) -> Path:
     )
 
     subtitle = f"preset {config.get('preset')}: {config.get('description', '')}"
+    source = summary.get("init_from")
+    if source:
+        subtitle += (
+            f" · started from {source['checkpoint']} (step {source['step']}, sha256 "
+            f"{source['sha256'][:12]}…)"
+        )
     if summary:
         subtitle += (
             f" · {summary['steps']} iterations in {summary['wall_time_s']:.0f} s "

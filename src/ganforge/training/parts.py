@@ -14,8 +14,9 @@ A step (:mod:`ganforge.training.step`) holds only the parts its run turned on:
   AC-GAN's class loss, which also joins G's) or a constraint after D's update (weight
   clipping).
 * **The networks and their update** (:class:`Player`, :class:`Updater`): each network's plain,
-  synchronised and local views with its optimizer and loss scaler; one backward and optimizer
-  step, with loss scaling and, with ``--on-nan skip-step``, non-finite updates dropped.
+  synchronised and local views with its optimizer and loss scaler; one optimizer step from
+  one backward pass or from ``--accumulate`` micro-batches (:meth:`Updater.accumulated`), with
+  loss scaling and, with ``--on-nan skip-step``, non-finite updates dropped.
 
 A new hack or penalty is one small class here and one entry in its table. Each part's
 ``from_config(config, models)`` returns it, or ``None`` when the run leaves it off; the order
@@ -24,6 +25,8 @@ of a table is the order its parts draw their random numbers in, which checkpoint
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -54,14 +57,40 @@ class Draws:
 
     generator: torch.Generator | None
     shard: Shard = SINGLE_PROCESS
+    #: ``(index, count)``: the micro-batch of this process's share that the draws are for
+    #: (``--accumulate``); ``(0, 1)``: the whole share.
+    micro: tuple[int, int] = (0, 1)
 
     def global_batch(self, local_n: int) -> int:
-        """The images of the whole batch of which this process holds ``local_n``."""
-        return local_n * self.shard.world_size
+        """The images of the whole batch of which this process (this micro-batch) holds
+        ``local_n``."""
+        return local_n * self.micro[1] * self.shard.world_size
 
     def __call__(self, local_n: int, make: Make) -> torch.Tensor:
         global_n = self.global_batch(local_n)
-        return make(global_n, self.generator)[self.shard.local_slice(global_n)]
+        share = make(global_n, self.generator)[self.shard.local_slice(global_n)]
+        index, count = self.micro
+        return share if count == 1 else share[index * local_n : (index + 1) * local_n]
+
+    def for_micro_batch(self, index: int, count: int) -> Draws:
+        """These draws for micro-batch ``index`` of ``count`` of this process's share."""
+        return dataclasses.replace(self, micro=(index, count))
+
+    def rewinder(self) -> Callable[[], None]:
+        """A function that puts the random stream back where it is now, so that each
+        micro-batch draws from the same numbers as the whole batch (and takes its rows)."""
+        if self.generator is not None:
+            state = self.generator.get_state()
+            return lambda: self.generator.set_state(state)
+        cpu = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+        def rewind() -> None:
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+
+        return rewind
 
     def uniform(self, like: torch.Tensor, *shape: int) -> torch.Tensor:
         """``U[0, 1)`` numbers ``(n, *shape)`` for ``like``'s ``n`` images, on its device."""
@@ -285,7 +314,8 @@ class WeightClip(Regulariser):
     def after_d_update(self, discriminator: nn.Module) -> None:
         with torch.no_grad():
             for parameter in discriminator.parameters():
-                parameter.clamp_(-self.clip, self.clip)
+                if parameter.requires_grad:  # the blocks --freeze-d froze stay as they were
+                    parameter.clamp_(-self.clip, self.clip)
 
     @classmethod
     def from_config(cls, config: TrainConfig, models: TrainedModels) -> WeightClip | None:
@@ -318,14 +348,21 @@ class Player:
     scaler: torch.amp.GradScaler
 
 
+#: ``loss_of(draws, *inputs)``: one update's loss on its inputs (each ``(n, ...)`` or ``None``)
+#: and its logged tensors: numbers (0-d) or per-image tensors ``(n, ...)``.
+LossOf = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
 @dataclass
 class Updater:
-    """One backward pass and optimizer step. With ``skip_nonfinite`` (``--on-nan skip-step``)
-    an update whose gradient holds a NaN or an infinity is dropped (this costs a gradient norm
-    and a device sync); under fp16 the GradScaler already drops those, as loss scaling makes
-    them routine, and it is left to do so."""
+    """One optimizer step, from one backward pass or, with ``accumulate`` K (``--accumulate``),
+    from the gradients of K micro-batches summed. With ``skip_nonfinite``
+    (``--on-nan skip-step``) an update whose gradient holds a NaN or an infinity is dropped
+    (this costs a gradient norm and a device sync); under fp16 the GradScaler already drops
+    those, as loss scaling makes them routine, and it is left to do so."""
 
     skip_nonfinite: bool
+    accumulate: int = 1
 
     def __call__(
         self,
@@ -335,6 +372,54 @@ class Updater:
     ) -> bool:
         """Backpropagate ``loss``, step ``optimizers``; False when the update was dropped."""
         scaler.scale(loss).backward()
+        return self.step(optimizers, scaler)
+
+    def accumulated(
+        self,
+        draws: Draws,
+        inputs: Sequence[torch.Tensor | None],
+        loss_of: LossOf,
+        optimizers: Sequence[torch.optim.Optimizer],
+        scaler: torch.amp.GradScaler,
+        synced: Sequence[nn.Module] = (),
+    ) -> tuple[dict[str, torch.Tensor], bool]:
+        """One update on ``inputs`` (this process's share of the batch): ``loss_of`` on the
+        whole share, or on each of ``accumulate`` micro-batches of it with the gradients of
+        ``loss / K`` summed, then one optimizer step. Returns the logged tensors (numbers
+        averaged over the micro-batches, per-image tensors concatenated) and whether the
+        update was applied.
+
+        Every micro-batch draws the whole batch's random numbers from the same point of the
+        stream and keeps its own rows (:meth:`Draws.for_micro_batch`), so the stream ends
+        where the whole batch leaves it, and a loss that is a batch mean gets the whole
+        batch's gradient up to rounding where no BatchNorm sees the micro-batches. ``synced``:
+        the DDP modules, whose gradients are all-reduced once, after the last micro-batch."""
+        count = self.accumulate
+        if count == 1:
+            loss, logged = loss_of(draws, *inputs)
+            return logged, self(loss, optimizers, scaler)
+        rewind, parts = draws.rewinder(), []
+        for index in range(count):
+            if index:
+                rewind()
+            micro = [None if x is None else x.chunk(count)[index] for x in inputs]
+            last = index == count - 1
+            with contextlib.nullcontext() if last else _no_sync(synced):
+                loss, logged = loss_of(draws.for_micro_batch(index, count), *micro)
+                scaler.scale(loss / count).backward()
+            parts.append(logged)
+        logged = {
+            key: torch.stack([p[key] for p in parts]).mean(0)
+            if parts[0][key].dim() == 0
+            else torch.cat([p[key] for p in parts])
+            for key in parts[0]
+        }
+        return logged, self.step(optimizers, scaler)
+
+    def step(
+        self, optimizers: Sequence[torch.optim.Optimizer], scaler: torch.amp.GradScaler
+    ) -> bool:
+        """Step ``optimizers`` on the gradients they hold; False when the update was dropped."""
         if self.skip_nonfinite and scaler.is_enabled():
             scale = scaler.get_scale()
             for optimizer in optimizers:
@@ -349,6 +434,21 @@ class Updater:
             scaler.step(optimizer)
         scaler.update()
         return True
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, models: TrainedModels) -> Updater:
+        return cls(skip_nonfinite=config.on_nan == "skip-step", accumulate=config.accumulate)
+
+
+@contextlib.contextmanager
+def _no_sync(modules: Sequence[nn.Module]):
+    """No DDP all-reduce in the backward passes inside (the micro-batches before the last)."""
+    with contextlib.ExitStack() as stack:
+        for module in modules:
+            ddp = getattr(module, "_orig_mod", module)  # under torch.compile
+            if hasattr(ddp, "no_sync"):
+                stack.enter_context(ddp.no_sync())
+        yield
 
 
 def _finite_gradients(optimizers: Sequence[torch.optim.Optimizer]) -> bool:

@@ -1,5 +1,7 @@
 """Speed settings of a training run: arithmetic precision, ``torch.compile`` and memory layout.
 
+* ``auto``: ``bf16`` where the device has native bf16, else ``fp32``
+  (:func:`resolve_precision`).
 * ``fp32``: full precision everywhere, the assignment's arithmetic.
 * ``bf16``: the networks' forward and backward passes under ``torch.autocast`` in bfloat16;
   losses, gradients and Adam's state stay fp32. Fast on GPUs and on CPUs with native bf16
@@ -31,6 +33,20 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run computes in: ``auto`` is ``bf16`` where ``device`` does bf16 in
+    hardware (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX), ``fp32`` elsewhere
+    (an emulated bf16 is many times slower); any other value is kept. A run records the
+    resolved value, so a resume on another machine computes as the run began."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    else:
+        native = device.type == "cpu" and cpu_has_native_bf16()
+    return "bf16" if native else "fp32"
+
+
 def precision_warning(precision: str, device: torch.device) -> str | None:
     """Refuse a precision the device cannot run; the warning to give when it runs but slowly."""
     if precision == "fp16" and device.type != "cuda":
@@ -47,7 +63,9 @@ def precision_warning(precision: str, device: torch.device) -> str | None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a precision; a no-op for fp32."""
+    """The autocast context of a precision (``auto`` resolved for ``device``); a no-op for
+    fp32."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
@@ -55,7 +73,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler that is active for fp16 only (fp16 gradients underflow without one)."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=resolve_precision(precision, device) == "fp16")
 
 
 def has_convolutions(model: nn.Module) -> bool:

@@ -39,7 +39,7 @@ from ganforge.training.distributed import (
 )
 from ganforge.training.hooks import Hooks, NaNCheckHook, check_loggers
 from ganforge.training.loop import iterate_training, run_loop
-from ganforge.training.performance import precision_warning
+from ganforge.training.performance import precision_warning, resolve_precision
 from ganforge.training.run_folder import (
     RECONSTRUCTED,
     RunFolder,
@@ -49,8 +49,9 @@ from ganforge.training.run_folder import (
     prepare_run_folder,
 )
 from ganforge.training.schedule import RunPlan, steps_per_epoch
-from ganforge.training.state import build_trained_models
+from ganforge.training.state import build_trained_models, has_batchnorm
 from ganforge.training.step import build_step
+from ganforge.training.transfer import InitSource, carry_weights, open_init_source
 
 # What the settings alone cannot tell is checked here, in two steps, before anything is
 # created, so that a bad input writes nothing (settings themselves: ganforge.config.validate):
@@ -80,6 +81,12 @@ def check_environment(
         raise GanforgeError(
             f"batch size {config.batch_size} does not split evenly over {shard.world_size} "
             "processes; the batch size is the global batch"
+        )
+    if config.batch_size % (shard.world_size * config.accumulate):
+        raise GanforgeError(
+            f"batch size {config.batch_size} does not split into {shard.world_size} "
+            f"process(es) × {config.accumulate} micro-batches (--accumulate); give a batch "
+            f"size that is a multiple of {shard.world_size * config.accumulate}"
         )
     if config.out:  # every rank, so that all stop alike (a shared disk)
         check_no_writer(Path(config.out))  # early word of a live writer; _train's lock decides
@@ -122,6 +129,7 @@ def train(
     console: Console = SILENT,
     resume: ResumePoint | None = None,
     networks: tuple[nn.Module, nn.Module] | None = None,
+    trust_code: bool = False,
 ) -> RunSummary | None:
     """Run a whole training job as ``ganforge train`` does; return where it went and how fast.
 
@@ -129,7 +137,8 @@ def train(
     ``resume``: continue the run of :func:`~ganforge.training.checkpoints.open_resume` from its
     newest checkpoint, exactly as if it had never stopped (``config`` is then its config).
     ``networks``: a script's own ``(generator, discriminator)``, trained in place (``config``'s
-    architecture is then :data:`~ganforge.config.GIVEN_NETWORKS`).
+    architecture is then :data:`~ganforge.config.GIVEN_NETWORKS`). ``trust_code``: a new run's
+    ``init_from`` source may be a run of a user's networks (:func:`open_init_source`).
 
     Under torchrun every process calls this; rank 0 writes the run folder and returns its
     summary, the other ranks train and return ``None``. SIGINT and SIGTERM stop it after the
@@ -137,7 +146,13 @@ def train(
     """
     shard = shard_from_environment()
     device = process_device(shard, resolve_device(config.device))
+    # Recorded resolved (config.json, checkpoints): a resume elsewhere computes the same way.
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
     slow = check_environment(config, shard, device, resume)
+    # Read once, before anything is created; a resumed run has it in its own checkpoint.
+    source = None
+    if config.init_from and resume is None:
+        source = open_init_source(config.init_from, trust_code)
     console = console if shard.is_main else SILENT
     if slow:
         console.warning(slow)
@@ -146,7 +161,7 @@ def train(
         # One writer per run folder: rank 0 locks it in _train (_locked_run_folder) into this
         # stack, which holds the lock until the run has finished, summary and report included.
         with contextlib.ExitStack() as run_lock:
-            return _train(config, console, shard, device, resume, networks, run_lock)
+            return _train(config, console, shard, device, resume, networks, run_lock, source)
     finally:
         if created_group:
             close_process_group()
@@ -161,7 +176,9 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
     if evaluator_for(config.dataset) is None:
         return None, (
             f"no evaluator ships for dataset {config.dataset}, so this run has no FID; it "
-            f"trains on, and 'ganforge eval RUN' scores it on raw pixels afterwards"
+            f"trains on, and 'ganforge eval RUN' scores it on raw pixels afterwards (for FID, "
+            f"train one on its sub-folders: 'ganforge evaluator train --dataset "
+            f"{config.dataset} --out FILE', then 'ganforge eval RUN --evaluator FILE')"
         )
     try:
         reference = reference_set(
@@ -170,6 +187,7 @@ def _training_reference(config: TrainConfig) -> tuple[ReferenceSet | None, str |
             config.train_size,
             train_subset=config.train_subset,
             background=config.background,
+            classes=config.classes,
         )
         return reference, None
     except GanforgeError as exc:
@@ -192,6 +210,7 @@ def _load_training_data(config: TrainConfig, shard: Shard) -> tuple[TrainConfig,
         train_subset=config.train_subset,
         image_shape=(channels, size, size),
         background=config.background,
+        classes=config.classes,
     )
     if shard.local_rank == 0:
         barrier(shard)
@@ -237,6 +256,7 @@ def _train(
     resume: ResumePoint | None,
     networks: tuple[nn.Module, nn.Module] | None,
     run_lock: contextlib.ExitStack,
+    source: InitSource | None = None,
 ) -> RunSummary | None:
     main = shard.is_main
     config, data = _load_training_data(config, shard)
@@ -252,8 +272,16 @@ def _train(
 
     images = data.images.to(device)
     models = build_trained_models(config, device, networks)
+    micro = config.batch_size // (shard.world_size * config.accumulate)
+    if micro < 2 and (has_batchnorm(models.generator) or has_batchnorm(models.partner)):
+        raise GanforgeError(
+            f"micro-batches of {micro} image per process (--accumulate {config.accumulate}): "
+            "BatchNorm needs at least 2; give a larger batch size or a smaller --accumulate"
+        )
     if resume is not None:
         resume_from(resume, models, run_state, shard)
+    elif source is not None:
+        carry_weights(models, source, config.init_partial)
     step = build_step(models, run_state.noise_generator, shard)
     folder, error = None, None
     if main:
@@ -270,6 +298,7 @@ def _train(
                     reference=reference,
                     examples=data.images[:RECONSTRUCTED],
                     resumed_from=resume.checkpoint["path"] if resume else None,
+                    init_record=source.record() if source is not None else None,
                     processes=shard.world_size,
                 )
             except GanforgeError:

@@ -42,6 +42,7 @@ from ganforge.training.monitoring import Diverged
 from ganforge.training.performance import peak_memory_mb
 from ganforge.training.schedule import Iteration, RunPlan
 from ganforge.training.state import TrainedModels
+from ganforge.training.transfer import INIT_RECORD
 
 
 @dataclass
@@ -109,7 +110,8 @@ class RunFolder:
 
     ``examples``: a few training images, uint8 ``(k, C, H, W)``, that a VAE reconstructs at the
     end (``samples/reconstructions.png``); ``resumed_from``: the checkpoint this session
-    continues (``None`` for a new run).
+    continues (``None`` for a new run); ``init_record``: where a new run's networks started
+    (``--init-from``), written to ``init_from.json`` and repeated in the summary.
     """
 
     def __init__(
@@ -125,11 +127,13 @@ class RunFolder:
         examples: torch.Tensor | None,
         resumed_from: str | None,
         processes: int = 1,
+        init_record: dict | None = None,
     ) -> None:
         self.config, self.run_dir, self.models = config, run_dir, models
         self.run_state, self.console, self.plan = run_state, console, plan
         self.reference, self.examples, self.processes = reference, examples, processes
         self.resumed = resumed_from is not None
+        self.init_record = init_record
         self.stopped_by: str | None = None  # "time_budget" once note_time_budget says so
         self.checkpointer = Checkpointer(config, run_dir, models, run_state, plan, resumed_from)
         self.hooks = build_hooks(
@@ -142,6 +146,9 @@ class RunFolder:
         first moment on a kill leaves one."""
         self.console.start_progress(self.plan.total, self.plan.start_step)
         if not self.resumed:
+            if self.init_record is not None:
+                text = json.dumps(self.init_record, indent=2) + "\n"
+                atomic_write_text(self.run_dir / INIT_RECORD, text)
             self.checkpointer.save(0, data_state)
 
     def note_time_budget(self, step: int) -> None:
@@ -326,5 +333,7 @@ class RunEnd(Hook):
         }
         if config.on_nan == "skip-step":
             facts["skipped_updates"] = run_state.monitor.skipped_total
+        if (run_dir / INIT_RECORD).is_file():  # the record of the run's first session
+            facts["init_from"] = json.loads((run_dir / INIT_RECORD).read_text())
         atomic_write_text(run_dir / "summary.json", json.dumps(facts, indent=2) + "\n")
         build_report(run_dir)

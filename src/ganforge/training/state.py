@@ -24,7 +24,13 @@ from ganforge.augment import AdaptiveProbability
 from ganforge.checkpoint_file import load_weights
 from ganforge.config import TrainConfig, image_shape
 from ganforge.errors import GanforgeError, first_line
-from ganforge.nets import VAEEncoder, apply_spectral_norm, build_models, check_networks
+from ganforge.nets import (
+    VAEEncoder,
+    apply_spectral_norm,
+    build_models,
+    check_networks,
+    freeze_first_blocks,
+)
 from ganforge.objectives import VAE_LOSS
 from ganforge.sampling import estimate_batchnorm_statistics
 from ganforge.training.distributed import (
@@ -279,6 +285,11 @@ def build_trained_models(
         partner = VAEEncoder(partner, config.noise_dim, config.likelihood == "gaussian")
     if config.spectral_norm:
         partner = apply_spectral_norm(partner)
+    if config.freeze_d:  # before DDP wraps D, so that it leaves the frozen weights alone
+        try:
+            freeze_first_blocks(partner, config.freeze_d)
+        except ValueError as exc:
+            raise GanforgeError(str(exc)) from None
     if config.sync_bn:
         generator = use_sync_batchnorm(generator, device)
         partner = use_sync_batchnorm(partner, device)

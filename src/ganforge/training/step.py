@@ -180,11 +180,13 @@ class GanStep:
             stats["skipped_updates"] = skipped
         return stats, full_precision(fake.detach())
 
-    def fake_inputs(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def fake_inputs(
+        self, like: torch.Tensor, draws: Draws
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This process's share of a fresh batch of noise and, for a conditional GAN, of labels
         drawn uniformly over the classes (``None`` otherwise); ``like``: its real images."""
         device, dtype = like.device, like.dtype
-        noise = self.draws(
+        noise = draws(
             like.shape[0],
             lambda n, g: sample_noise(
                 n, self.noise_dim, distribution=self.noise, generator=g, device=device, dtype=dtype
@@ -193,14 +195,14 @@ class GanStep:
         if not self.num_classes:
             return noise, None
         classes = self.num_classes
-        labels = self.draws(
+        labels = draws(
             like.shape[0], lambda n, g: torch.randint(classes, (n,), generator=g, device=device)
         )
         return noise, labels
 
-    def as_d_sees(self, images: torch.Tensor, progress: float) -> torch.Tensor:
+    def as_d_sees(self, images: torch.Tensor, draws: Draws, progress: float) -> torch.Tensor:
         for view in self.views:
-            images = view(images, self.draws, progress)
+            images = view(images, draws, progress)
         return images
 
     def discriminator_update(
@@ -208,17 +210,33 @@ class GanStep:
     ) -> tuple[dict[str, torch.Tensor], bool]:
         """One discriminator (critic) update on ``real`` and fresh fake images, with the run's
         regularisers; returns its logged tensors and whether it was applied."""
-        noise, fake_labels = self.fake_inputs(real)
         self.d.optimizer.zero_grad(set_to_none=True)
+        logged, updated = self.update.accumulated(
+            self.draws,
+            [real, real_labels],
+            lambda draws, real, labels: self._discriminator_loss(draws, real, labels, progress),
+            [self.d.optimizer],
+            self.d.scaler,
+            [self.d.synced],
+        )
+        for regulariser in self.regularisers:
+            regulariser.after_d_update(self.d.plain)
+        return logged, updated
+
+    def _discriminator_loss(
+        self, draws: Draws, real: torch.Tensor, real_labels: torch.Tensor | None, progress: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on ``real`` and as many fresh fake images, and its logged tensors."""
+        noise, fake_labels = self.fake_inputs(real, draws)
         with torch.no_grad(), self.autocast():
             fake = generate_images(self.g.local, noise, fake_labels)
-        real = self.as_d_sees(real, progress)
-        fake = self.as_d_sees(fake.to(real.dtype), progress)
+        real = self.as_d_sees(real, draws, progress)
+        fake = self.as_d_sees(fake.to(real.dtype), draws, progress)
         scores_real, scores_fake, logits_real = self._score(real, fake, real_labels, fake_labels)
         if self.targets is None:
             loss = self.objective.discriminator_loss(scores_real, scores_fake)
         else:
-            real_target, fake_target = self.targets(real, self.draws)
+            real_target, fake_target = self.targets(real, draws)
             loss = self.objective.labelled_discriminator_loss(
                 scores_real, scores_fake, real_target, fake_target
             )
@@ -231,7 +249,7 @@ class GanStep:
         scored = Scored(real, fake, real_labels, logits_real, critic)
         penalties = []
         for regulariser in self.regularisers:
-            term = regulariser.d_term(scored, self.draws)
+            term = regulariser.d_term(scored, draws)
             if term is not None and regulariser.penalty:
                 penalties.append(term)
             elif term is not None:
@@ -247,10 +265,7 @@ class GanStep:
             penalty = sum(penalties[1:], start=penalties[0])
             logged["d_penalty"] = penalty.detach()
             loss = loss + penalty
-        updated = self.update(loss, [self.d.optimizer], self.d.scaler)
-        for regulariser in self.regularisers:
-            regulariser.after_d_update(self.d.plain)
-        return logged, updated
+        return loss, logged
 
     def _score(
         self,
@@ -278,20 +293,27 @@ class GanStep:
     ) -> tuple[torch.Tensor, bool, torch.Tensor]:
         """G's update against the frozen D on a fresh batch the size of ``like``: returns G's
         loss (detached), whether the update was applied, and G's images."""
-        noise, fake_labels = self.fake_inputs(like)
-        self.g.optimizer.zero_grad(set_to_none=True)
-        with _frozen(self.d.plain):  # D's weight gradients would go unused
+
+        def loss_of(draws: Draws, like: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            noise, fake_labels = self.fake_inputs(like, draws)
             with self.autocast():
                 fake = generate_images(self.g.synced, noise, fake_labels)
-                seen = self.as_d_sees(fake, progress)
+                seen = self.as_d_sees(fake, draws, progress)
                 scores, logits = _discriminate(self.d.local, seen, fake_labels)
             loss = self.objective.generator_loss(full_precision(scores))
             for regulariser in self.regularisers:
                 term = regulariser.g_term(logits, fake_labels)
                 if term is not None:
                     loss = loss + term
-            updated = self.update(loss, [self.g.optimizer], self.g.scaler)
-        return loss.detach(), updated, fake
+            # Detached: a micro-batch's images must not hold its graph past its backward.
+            return loss, {"g_loss": loss.detach(), "fake": fake.detach()}
+
+        self.g.optimizer.zero_grad(set_to_none=True)
+        with _frozen(self.d.plain):  # D's weight gradients would go unused
+            logged, updated = self.update.accumulated(
+                self.draws, [like], loss_of, [self.g.optimizer], self.g.scaler, [self.g.synced]
+            )
+        return logged["g_loss"], updated, logged["fake"]
 
 
 class VaeStep:
@@ -328,16 +350,34 @@ class VaeStep:
         (real,) = _batches(real)
         if self.xflip is not None:
             real = self.xflip(real, self.draws)
+        optimizers = [self.decoder.optimizer, self.encoder.optimizer]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        logged, updated = self.update.accumulated(
+            self.draws,
+            [real],
+            self._loss,
+            optimizers,
+            self.decoder.scaler,
+            [self.decoder.synced, self.encoder.synced],
+        )
+        loss, decoded = logged["loss"], logged["decoded"]
+        reconstruction, kl = logged["reconstruction"], logged["kl"]
+        stats = torch.stack([loss, reconstruction, kl])
+        stats = dict(zip(VAE_STAT_NAMES, mean_over_ranks(stats, self.shard).tolist(), strict=True))
+        if self.update.skip_nonfinite:
+            stats["skipped_updates"] = int(not updated)
+        return stats, full_precision(decoded.detach())
+
+    def _loss(self, draws: Draws, real: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """``−ELBO`` of ``real``, averaged over its images, and the logged tensors."""
         device = real.device
-        standard_normal = self.draws(
+        standard_normal = draws(
             real.shape[0],
             lambda n, g: sample_noise(
                 n, self.noise_dim, distribution="normal", generator=g, device=device
             ),
         )
-        optimizers = [self.decoder.optimizer, self.encoder.optimizer]
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             mean, log_var = self.encoder.synced(real)
             code = reparameterise(full_precision(mean), full_precision(log_var), standard_normal)
@@ -351,12 +391,13 @@ class VaeStep:
             self.models.encoder.log_sigma,
         )
         loss = -elbo_per_image.mean()
-        updated = self.update(loss, optimizers, self.decoder.scaler)
-        stats = torch.stack([loss.detach(), reconstruction.detach().mean(), kl.detach().mean()])
-        stats = dict(zip(VAE_STAT_NAMES, mean_over_ranks(stats, self.shard).tolist(), strict=True))
-        if self.update.skip_nonfinite:
-            stats["skipped_updates"] = int(not updated)
-        return stats, full_precision(decoded.detach())
+        logged = {
+            "loss": loss.detach(),
+            "reconstruction": reconstruction.detach().mean(),
+            "kl": kl.detach().mean(),
+            "decoded": decoded.detach(),
+        }
+        return loss, logged
 
 
 def build_step(
@@ -374,7 +415,7 @@ def build_step(
     config = models.config
     draws = Draws(noise_generator, shard)
     xflip = XFlip.from_config(config, models)
-    updater = Updater(skip_nonfinite=config.on_nan == "skip-step")
+    updater = Updater.from_config(config, models)
     if models.is_vae:
         return VaeStep(models, draws, xflip=xflip, updater=updater, shard=shard)
     return GanStep(

@@ -1,0 +1,395 @@
+"""The colour benchmark: Twemoji (``--dataset emoji``, 1,529 training images in 9 categories) at
+32 px, every setting given the same training time, 3 seeds each, scored by the shipped emoji
+evaluator on 10,000 samples against the 381 held-out test images.
+
+Not a test: tens of runs of minutes each. Two runs train at a time, each on one thread
+(``OMP_NUM_THREADS=1``). Equal time is made robust to whatever else the machine is doing:
+``calibrate`` trains each setting for ``--seconds`` beside the anchor (``radford-dcgan`` at the
+same size), both at once, so both see the same load, and records its speed as a ratio of the
+anchor's; ``run`` then gives each setting the iterations that the anchor's ``--anchor-steps``
+take in time (``--anchor-steps`` times the ratio), with an in-training evaluation of 2,000
+samples at every eighth of the run for the FID-against-time chart. Settings:
+
+* ``radford-dcgan``: Radford et al.'s networks with the assignment's dcgan recipe;
+* ``radford-hinge``: the same networks with hinge loss, spectral norm and DiffAugment;
+* ``colour``: the ``colour`` preset (residual networks, hinge loss, spectral norm,
+  DiffAugment); ``colour-bf16``: the same in bf16 autocast; ``--size 64`` repeats settings
+  at 64 px;
+* ``peer``: pytorch/examples' ``dcgan/main.py`` (``--peer PATH``: its file, not part of
+  ganforge) on the same training images at 64 px, its whole process timed (start-up included)
+  and scored the same way: its last ``netG_epoch_*.pth`` is read into ganforge's ``radford``
+  generator, the same network (:func:`peer_generator`);
+* ``dropped-alpha`` and ``composited``: the transparency pair, the colour preset on black: the
+  training images converted as Pillow's ``convert("RGB")`` does (the alpha dropped, what lay
+  under transparent pixels kept) against alpha-compositing onto black (``--background
+  black``), both scored against the test images composited onto black.
+
+::
+
+    python benchmarks/colour.py prepare --runs runs/colour
+    python benchmarks/colour.py calibrate --runs runs/colour --settings radford-hinge colour
+    python benchmarks/colour.py run --runs runs/colour --settings radford-dcgan colour \\
+        --seeds 0 1 2 --anchor-steps 400
+    python benchmarks/colour.py calibrate --runs runs/colour --size 64 --settings peer \\
+        --peer /path/to/examples/dcgan/main.py
+    python benchmarks/colour.py table --runs runs/colour --out benchmarks/colour
+    python benchmarks/colour.py figures --runs runs/colour --out docs/assets/colour
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import time_to_quality
+import torch
+from PIL import Image
+
+from ganforge.data import emoji_folder, load_dataset, resolve_data_root, to_uint8
+from ganforge.data.emoji import TEST_EVERY
+from ganforge.nets.radford import RadfordGenerator
+from ganforge.sampling import generate
+
+SEEDS = (0, 1, 2)
+#: ganforge's settings: ``ganforge train`` flags over the common ones of :func:`common_flags`.
+SETTINGS: dict[str, list[str]] = {
+    "radford-dcgan": ["--preset", "dcgan", "--architecture", "radford"],
+    "radford-hinge": [
+        *("--preset", "hinge-sn", "--architecture", "radford"),
+        *("--augment", "diffaugment"),
+    ],
+    "colour": ["--preset", "colour"],
+    "colour-bf16": ["--preset", "colour", "--precision", "bf16"],
+    "composited": ["--preset", "colour", "--background", "black"],
+    "dropped-alpha": ["--preset", "colour", "--background", "black", "--dataset", "{dropped}"],
+}
+PEER = "peer"
+#: Settings that compute what another does, so train at its calibrated speed.
+SAME_SPEED = {"composited": "colour", "dropped-alpha": "colour"}
+ANCHOR = "radford-dcgan"
+#: The peer's iterations per epoch: 1,529 images in batches of 64, the last one partial.
+PEER_BATCHES = 24
+#: In-training evaluations per run (besides the final one).
+EVALUATIONS = 8
+PEER_NOISE_DIM = 100
+EVAL_NUM = 10_000
+#: The folders ``prepare`` writes under ``RUNS/folders``: the training split as the peer reads
+#: it (RGB PNGs composited onto white, as ganforge's runs see them), and converted the old way.
+FOLDERS = {"white": "emoji-train-white", "dropped": "emoji-train-dropped-alpha"}
+
+
+def run_name(setting: str, size: int, seed: int) -> str:
+    return f"{setting}-{size}px-s{seed}"
+
+
+def training_files() -> list[tuple[str, Path]]:
+    """``(category, file)`` of every Twemoji training image, in the order of the ``emoji``
+    dataset's train split (each category's files sorted, every ``TEST_EVERY``-th held out)."""
+    root = emoji_folder("emoji", resolve_data_root())
+    files = []
+    for category in sorted(p for p in root.iterdir() if p.is_dir()):
+        for rank, path in enumerate(sorted(category.glob("*.png")), start=1):
+            if rank % TEST_EVERY:
+                files.append((category.name, path))
+    return files
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Write the peer's folder and the dropped-alpha folder of the training split."""
+    train = load_dataset("emoji", "train", image_shape=(3, 64, 64))  # composited onto white
+    files = training_files()
+    assert len(files) == len(train), "the file order must be the dataset's"
+    for key, name in FOLDERS.items():
+        folder = args.runs / "folders" / name
+        for (category, path), image in zip(files, train.images, strict=True):
+            out = folder / category / path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if key == "white":
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(out)
+            else:  # what ganforge did before compositing, and what ImageFolder still does
+                Image.open(path).convert("RGB").save(out)
+        print(f"wrote {folder}")
+
+
+def setting_flags(args: argparse.Namespace, setting: str, seed: int) -> list[str]:
+    """``ganforge train`` flags of a setting, before its length."""
+    dropped = f"folder:{args.runs / 'folders' / FOLDERS['dropped']}"
+    flags = ["--dataset", "emoji", "--image-size", str(args.size), "--precision", "fp32"]
+    flags += [flag.format(dropped=dropped) for flag in SETTINGS[setting]]
+    return [*flags, "--seed", str(seed)]
+
+
+def calibration_file(args: argparse.Namespace) -> Path:
+    return args.runs / f"calibration-{args.size}px.json"
+
+
+def iterations(args: argparse.Namespace, setting: str) -> int:
+    """The iterations that the anchor's ``--anchor-steps`` take, in time, buy ``setting``."""
+    speeds = json.loads(calibration_file(args).read_text())
+    setting = SAME_SPEED.get(setting, setting)
+    ratio = speeds[setting]["ratio"] if setting != ANCHOR else 1.0
+    return max(1, round(args.anchor_steps * ratio))
+
+
+def train_one(args: argparse.Namespace, setting: str, seed: int) -> str:
+    out = args.runs / run_name(setting, args.size, seed)
+    steps = iterations(args, setting)
+    if setting == PEER:
+        return train_peer(args, out, seed, epochs=max(1, round(steps / PEER_BATCHES)))
+    flags = setting_flags(args, setting, seed)
+    every = max(1, steps // args.evaluations) if args.evaluations else 0
+    flags += ["--max-steps", str(steps), "--eval-every", str(every)]
+    flags += ["--eval-num", "2000", "--final-eval-num", str(EVAL_NUM)]
+    time_to_quality.train_or_resume(out, flags)
+    if setting == "dropped-alpha" and not (out / "eval-emoji.json").is_file():
+        # A folder run is scored on pixels; score it as the others are, on the emoji test set.
+        result = subprocess.run(
+            [ganforge(), "eval", str(out), "--dataset", "emoji", "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        (out / "eval-emoji.json").write_text(result.stdout)
+    return str(out)
+
+
+def ganforge() -> str:
+    return str(Path(sys.executable).with_name("ganforge"))
+
+
+def peer_command(args: argparse.Namespace, out: Path, seed: int, epochs: int) -> list[str]:
+    folder = args.runs / "folders" / FOLDERS["white"]
+    command = [sys.executable, str(args.peer), "--dataset", "folder", "--dataroot", str(folder)]
+    command += ["--imageSize", str(args.size), "--workers", "0", "--niter", str(epochs)]
+    return [*command, "--manualSeed", str(seed + 1), "--outf", str(out)]  # its 0 is "random"
+
+
+def train_peer(args: argparse.Namespace, out: Path, seed: int, epochs: int) -> str:
+    """pytorch/examples' DCGAN for ``epochs`` (its length in epochs only), its last epoch's
+    generator scored."""
+    if (out / "eval.json").is_file():
+        return str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(out / "peer.log", "w") as log:
+        command = peer_command(args, out, seed, epochs)
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    seconds = time.perf_counter() - start
+    epochs = sorted(out.glob("netG_epoch_*.pth"), key=lambda p: int(p.stem.split("_")[-1]))
+    generator = peer_generator(epochs[-1], args.size)
+    images = to_uint8(generate(generator, EVAL_NUM, PEER_NOISE_DIM, seed=seed, noise="normal"))
+    samples = out / "samples.npz"
+    np.savez_compressed(samples, images=images.permute(0, 2, 3, 1).numpy())
+    result = subprocess.run(
+        [ganforge(), "eval", str(samples), "--dataset", "emoji", "--seed", str(seed), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (out / "eval.json").write_text(result.stdout)
+    summary = {"epochs": len(epochs), "seconds": seconds, "checkpoint": epochs[-1].name}
+    (out / "summary.json").write_text(json.dumps(summary) + "\n")
+    (out / "machine.json").write_text(json.dumps(time_to_quality.machine(), indent=1) + "\n")
+    return str(out)
+
+
+def peer_generator(path: Path, size: int) -> RadfordGenerator:
+    """The peer's saved generator as a ``radford`` generator: the same layers in the same order
+    (``ConvTranspose`` and ``BatchNorm`` of 512-256-128-64 channels at 64 px), so its tensors
+    are read by position; shapes are checked one by one."""
+    generator = RadfordGenerator(PEER_NOISE_DIM, (3, size, size))
+    theirs = list(torch.load(path, map_location="cpu", weights_only=True).values())
+    ours = generator.state_dict()
+    assert len(theirs) == len(ours), f"{path}: {len(theirs)} tensors, radford has {len(ours)}"
+    for (name, mine), tensor in zip(ours.items(), theirs, strict=True):
+        assert mine.shape == tensor.shape, f"{name}: {tuple(tensor.shape)} ≠ {tuple(mine.shape)}"
+    generator.load_state_dict(dict(zip(ours, theirs, strict=True)))
+    return generator.eval()
+
+
+def one_thread_each(jobs: list, work, parallel: int = 2) -> list:
+    """``work(*job)`` for every job, ``parallel`` at a time, each child process on one thread."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every child process
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(lambda job: work(*job), jobs))
+
+
+def run(args: argparse.Namespace) -> None:
+    jobs = [(s, seed) for s in args.settings for seed in args.seeds]
+    for done in one_thread_each(jobs, lambda s, seed: train_one(args, s, seed), args.parallel):
+        print("done", done, flush=True)
+
+
+def measure_speed(args: argparse.Namespace, setting: str) -> float:
+    """Iterations per second of ``setting`` over ``--seconds`` (the peer: over its whole
+    process, start-up included, as its runs are timed)."""
+    out = args.runs / "calibration" / f"{setting}-{args.size}px"
+    shutil.rmtree(out, ignore_errors=True)
+    if setting == PEER:
+        out.mkdir(parents=True)
+        start = time.perf_counter()
+        with open(out / "peer.log", "w") as log:
+            try:
+                command = peer_command(args, out, 0, 100_000)
+                subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=args.seconds)
+            except subprocess.TimeoutExpired:
+                pass
+        done = sum(line.startswith("[") for line in (out / "peer.log").read_text().splitlines())
+        return done / (time.perf_counter() - start)
+    flags = setting_flags(args, setting, 0)
+    flags += ["--time-budget", str(args.seconds), "--eval-every", "0", "--final-eval-num", "0"]
+    subprocess.run([ganforge(), "train", "--quiet", *flags, "--out", str(out)], check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    return summary["steps"] / summary["train_time_s"]
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    """Each setting's speed beside the anchor's, both training at once."""
+    record = calibration_file(args)
+    speeds = json.loads(record.read_text()) if record.is_file() else {}
+    for setting in args.settings:
+        pair = [(setting,), (ANCHOR,)]
+        mine, anchor = one_thread_each(pair, lambda s: measure_speed(args, s))
+        speeds[setting] = {"it_s": mine, "anchor_it_s": anchor, "ratio": mine / anchor}
+        speeds[setting]["machine"] = time_to_quality.machine_name(time_to_quality.machine())
+        print(f"{setting}: {mine:.3f} it/s beside {ANCHOR}'s {anchor:.3f}", flush=True)
+        record.write_text(json.dumps(speeds, indent=1) + "\n")
+
+
+def read(folder: Path) -> dict:
+    """One run's row: final scores (10,000 samples), iterations and seconds."""
+    scored = folder / ("eval-emoji.json" if (folder / "eval-emoji.json").is_file() else "eval.json")
+    final = json.loads(scored.read_text())["samples"]
+    summary = json.loads((folder / "summary.json").read_text())
+    row = {
+        "run": folder.name,
+        "fid": final["fid"],
+        "precision": final["precision"],
+        "recall": final["recall"],
+        "classes": final["classes_covered"],
+        "histogram": final.get("class_histogram"),
+        "machine": time_to_quality.machine_name(time_to_quality.run_machine(folder)),
+    }
+    if (folder / "metrics.jsonl").is_file():  # a ganforge run
+        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+        row["steps"] = summary["steps"]
+        row["seconds"] = summary["train_time_s"]
+        row["curve"] = [(r["step"], r["fid"]) for r in records if "fid" in r]
+    else:  # the peer
+        row["steps"] = f"{summary['epochs']} epochs"
+        row["seconds"] = summary["seconds"]
+        row["curve"] = []
+    return row
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(args: argparse.Namespace) -> None:
+    groups: dict[str, list[dict]] = {}
+    for folder in sorted(args.runs.glob("*-s[0-9]*")):
+        if (folder / "summary.json").is_file():
+            groups.setdefault(folder.name.rsplit("-s", 1)[0], []).append(read(folder))
+    lines = [
+        "| setting | runs | FID (emoji evaluator) | precision | recall | categories ≥ 2% "
+        "| iterations | FID per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in groups.items():
+        steps = [r["steps"] for r in rows]
+        fids = [r["fid"] for r in rows]
+        lines.append(
+            f"| {name} | {len(rows)} | {_cell(fids)} "
+            f"| {_cell([r['precision'] for r in rows])} | {_cell([r['recall'] for r in rows])} "
+            f"| {', '.join(str(r['classes']) for r in rows)} | {', '.join(map(str, steps))} "
+            f"| {', '.join(f'{fid:.1f}' for fid in fids)} |"
+        )
+    machines = sorted({r["machine"] for rows in groups.values() for r in rows})
+    text = "\n".join(lines) + f"\n\nMachine: {'; '.join(machines)}.\n"
+    print(text)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(groups, indent=1) + "\n")
+
+
+def figures(args: argparse.Namespace) -> None:
+    """The FID-against-seconds chart of the 32 px settings and their seed-0 grids side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, setting in enumerate(args.settings):
+        for seed in SEEDS:
+            folder = args.runs / run_name(setting, args.size, seed)
+            if not (folder / "metrics.jsonl").is_file():
+                continue
+            steps, fids = zip(*read(folder)["curve"], strict=True)
+            fraction = [step / iterations(args, setting) for step in steps]
+            ax.plot(fraction, fids, color=f"C{i}", alpha=0.8, label=setting if seed == 0 else None)
+    ax.set(
+        xlabel="training time, as a fraction of the equal budget", ylabel="FID (emoji evaluator)"
+    )
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out.with_name(args.out.name + "-fid-seconds.png"), dpi=110)
+    grids = []
+    for setting in args.settings:
+        folder = args.runs / run_name(setting, args.size, 0)
+        grid = folder / "samples" / "final.png"
+        if not grid.is_file():
+            grid = sorted(folder.glob("fake_samples_epoch_*.png"))[-1]  # the peer's
+        grids.append(Image.open(grid).convert("RGB"))
+    height = max(g.height for g in grids)
+    grids = [g.resize((g.width * height // g.height, height)) for g in grids]
+    strip = Image.new("RGB", (sum(g.width for g in grids) + 8 * (len(grids) - 1), height), "white")
+    x = 0
+    for grid in grids:
+        strip.paste(grid, (x, 0))
+        x += grid.width + 8
+    strip.save(args.out.with_name(args.out.name + "-grids.png"))
+    print("wrote", args.out.with_name(args.out.name + "-fid-seconds.png"), "and the grids")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("prepare", "calibrate", "run", "table", "figures"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--runs", type=Path, default=Path("runs/colour"))
+        if name in ("calibrate", "run", "figures"):
+            sub.add_argument("--settings", nargs="+", default=["radford-dcgan", "colour"])
+            sub.add_argument("--size", type=int, default=32)
+            sub.add_argument("--anchor-steps", type=int, default=400)
+            sub.add_argument("--peer", type=Path, help="pytorch/examples' dcgan/main.py")
+        if name == "calibrate":
+            sub.add_argument("--seconds", type=float, default=90.0)
+        if name == "run":
+            sub.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+            sub.add_argument("--parallel", type=int, default=2)
+            sub.add_argument("--evaluations", type=int, default=EVALUATIONS, help="0: none")
+        if name in ("table", "figures"):
+            sub.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    commands = {"prepare": prepare, "calibrate": calibrate, "run": run}
+    commands.update(table=table, figures=figures)
+    commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
