@@ -1,5 +1,5 @@
 """``python -m ganforge``: the same as the ``ganforge`` command."""
 
-from ganforge.cli import main
+from ganforge.cli import script
 
-raise SystemExit(main())
+script()

@@ -7,11 +7,13 @@ import argparse
 import difflib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from ganforge.config import (
     DEVICES,
@@ -691,8 +693,21 @@ def _run_data_fetch(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: files in {folder}")
 
 
+def script() -> NoReturn:
+    """The ``ganforge`` console script and ``python -m ganforge``: :func:`main` on the command
+    line, then exit with its status (a torchrun worker through
+    :func:`~ganforge.training.distributed.leave_worker_process`)."""
+    exit_code = main()
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torch.distributed.is_torchelastic_launched()
+        from ganforge.training.distributed import leave_worker_process
+
+        leave_worker_process(exit_code)
+    raise SystemExit(exit_code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ganforge`` console script; returns the exit status."""
+    """The ``ganforge`` command on ``argv`` (the command line when ``None``); returns the exit
+    status, so that tests and scripts can call it."""
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
         leaf = args.leaf_parser
