@@ -13,6 +13,7 @@ import sys
 
 from ganforge.cli import main
 from ganforge.training import hooks, monitoring
+from ganforge.training.distributed import leave_worker_process
 
 
 def inject(rank: int, step: int, kind: str) -> None:
@@ -43,4 +44,4 @@ def inject(rank: int, step: int, kind: str) -> None:
 if __name__ == "__main__":
     rank, step, kind, *train_args = sys.argv[1:]
     inject(int(rank), int(step), kind)
-    sys.exit(main(train_args))
+    leave_worker_process(main(train_args))

@@ -14,7 +14,11 @@ import torch.distributed as dist
 
 from ganforge.config import build_config
 from ganforge.training import build_step, build_trained_models, iterate_training
-from ganforge.training.distributed import init_process_group, shard_from_environment
+from ganforge.training.distributed import (
+    init_process_group,
+    leave_worker_process,
+    shard_from_environment,
+)
 
 BATCH = 16
 SEED = 3
@@ -68,3 +72,4 @@ if __name__ == "__main__":
         torch.save(result, out)
     if dist.is_initialized():
         dist.destroy_process_group()
+    leave_worker_process(0)
