@@ -44,7 +44,4 @@ def inject(rank: int, step: int, kind: str) -> None:
 if __name__ == "__main__":
     rank, step, kind, *train_args = sys.argv[1:]
     inject(int(rank), int(step), kind)
-    exit_code = main(train_args)
-    if exit_code == 0:
-        leave_worker_process(0)
-    sys.exit(exit_code)
+    leave_worker_process(main(train_args))

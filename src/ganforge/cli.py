@@ -695,12 +695,10 @@ def _run_data_fetch(args: argparse.Namespace) -> None:
 
 def script() -> NoReturn:
     """The ``ganforge`` console script and ``python -m ganforge``: :func:`main` on the command
-    line, then exit with its status (a torchrun worker that succeeded through
+    line, then exit with its status (a torchrun worker through
     :func:`~ganforge.training.distributed.leave_worker_process`)."""
     exit_code = main()
-    # Only a worker that succeeded skips finalisation: a failed one exits as before, which
-    # leaves the other ranks the time to say why before torchrun ends them.
-    if exit_code == 0 and "TORCHELASTIC_RUN_ID" in os.environ:  # is_torchelastic_launched()
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # is_torchelastic_launched(), without torch
         from ganforge.training.distributed import leave_worker_process
 
         leave_worker_process(exit_code)

@@ -111,7 +111,8 @@ def close_process_group() -> None:
 
 
 def leave_worker_process(exit_code: int) -> NoReturn:
-    """End a torchrun worker with ``exit_code``, skipping the interpreter's finalisation.
+    """End a torchrun worker with ``exit_code``; one that succeeded skips the interpreter's
+    finalisation.
 
     PyTorch's DistributedDataParallel keeps its gloo process group alive after
     ``destroy_process_group`` (its worker threads are never joined), and a worker thread that
@@ -119,8 +120,11 @@ def leave_worker_process(exit_code: int) -> NoReturn:
     of a dying interpreter: the process aborts with SIGABRT after a run that succeeded, about
     one torchrun run in ten on 2 CPU cores (pytorch/pytorch#179291 describes the same abort).
     Exit handlers still run and the streams are flushed first; only the finalisation, which
-    has nothing left to write, is skipped.
+    has nothing left to write, is skipped. A worker that failed exits as usual, which leaves
+    the other ranks the time to say why before torchrun ends them.
     """
+    if exit_code != 0:
+        raise SystemExit(exit_code)
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
