@@ -357,11 +357,7 @@ def figures(args: argparse.Namespace) -> None:
         grids.append(Image.open(grid).convert("RGB"))
     height = max(g.height for g in grids)
     grids = [g.resize((g.width * height // g.height, height)) for g in grids]
-    strip = Image.new("RGB", (sum(g.width for g in grids) + 8 * (len(grids) - 1), height), "white")
-    x = 0
-    for grid in grids:
-        strip.paste(grid, (x, 0))
-        x += grid.width + 8
+    strip = time_to_quality.side_by_side(grids, gap=8)
     strip.save(args.out.with_name(args.out.name + "-grids.png"))
     print("wrote", args.out.with_name(args.out.name + "-fid-seconds.png"), "and the grids")
 

@@ -171,12 +171,7 @@ def grids(args: argparse.Namespace) -> None:
     name = f"step_{args.iterations:07d}.png"
     folders = [args.runs / f"{label(args.dataset, args.size, a)}-s{args.seed}" for a in AUGMENTS]
     images = [Image.open(folder / "samples" / name).convert("RGB") for folder in folders]
-    width, height = images[0].size
-    gap = 10
-    strip = Image.new("RGB", (len(images) * (width + gap) - gap, height), "white")
-    for i, image in enumerate(images):
-        strip.paste(image, (i * (width + gap), 0))
-    strip.save(args.out)
+    time_to_quality.side_by_side(images, gap=10).save(args.out)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time_to_quality
 from PIL import Image
 
 SEEDS = (0, 1, 2)
@@ -166,8 +167,11 @@ def _histogram(scores: dict) -> str:
 
 def table(args: argparse.Namespace) -> None:
     runs: Path = args.runs
-    record: dict = {"machine": machine(), "transfer": {}, "projection": {}, "accumulation": {}}
-    lines = [f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores.", ""]
+    record: dict = {
+        "machine": time_to_quality.machine(),
+        **{part: {} for part in ("transfer", "projection", "accumulation")},
+    }
+    lines = [time_to_quality.machine_line(record["machine"]), ""]
     lines += ["## Transfer: fine-tuned against from scratch, the same time budget", ""]
     lines += [
         "| data | arm | FID | precision | recall | inversion ratio (train / held-out) "
@@ -254,36 +258,14 @@ def table(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
-def machine() -> dict:
-    """The CPU as lscpu names it, for the record."""
-    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    fields = {
-        key.strip(): value.strip()
-        for key, value in (line.split(":", 1) for line in info if ":" in line)
-    }
-    name, family, model = (fields.get(key, "?") for key in ("Model name", "CPU family", "Model"))
-    return {"cpu": f"{name} (family {family}, model {model})", "cores": fields.get("CPU(s)", "?")}
-
-
-def side_by_side(paths: list[Path], out: Path, gap: int = 8) -> None:
-    """The images of ``paths`` in one row, on white, ``gap`` pixels apart."""
-    images = [Image.open(path).convert("RGB") for path in paths]
-    width = sum(image.width for image in images) + gap * (len(images) - 1)
-    row = Image.new("RGB", (width, max(image.height for image in images)), "white")
-    left = 0
-    for image in images:
-        row.paste(image, (left, 0))
-        left += image.width + gap
-    row.save(out)
-
-
 def figures(args: argparse.Namespace) -> None:
     """The seed-0 grids of each transfer arm and the inversion grids of the projection runs."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for data in TRANSFERS:
         grids = [args.runs / f"{data}-{arm}-s0" / "samples" / "final.png" for arm in ARMS]
         if all(grid.is_file() for grid in grids):
-            side_by_side(grids, Path(f"{args.out}-{data}.png"))
+            images = [Image.open(grid).convert("RGB") for grid in grids]
+            time_to_quality.side_by_side(images, gap=8).save(f"{args.out}-{data}.png")
         for arm in ARMS:
             inversion = args.runs / f"{data}-{arm}-s0" / "inversion.png"
             if inversion.is_file():

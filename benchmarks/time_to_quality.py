@@ -64,6 +64,19 @@ def machine() -> dict:
     return info
 
 
+def side_by_side(images: list, gap: int):
+    """``images`` (PIL images) in one row on white, top-aligned, ``gap`` pixels apart."""
+    from PIL import Image
+
+    width = sum(image.width for image in images) + gap * (len(images) - 1)
+    strip = Image.new("RGB", (width, max(image.height for image in images)), "white")
+    left = 0
+    for image in images:
+        strip.paste(image, (left, 0))
+        left += image.width + gap
+    return strip
+
+
 def machine_name(info: dict) -> str:
     """A short name of a :func:`machine` record, for a table's column."""
     name = f"{info['cpu']} (family {info.get('cpu_family')}, model {info.get('model')})"
