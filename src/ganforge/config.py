@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from ganforge.augment import AUGMENTS, DEFAULT_POLICY, parse_policy
 from ganforge.data import (
@@ -40,6 +41,7 @@ from ganforge.nets import (
     CONDITIONINGS,
     INITS,
     NOISE_DISTRIBUTIONS,
+    build_models,
     is_user_architecture,
     resolve_image_shape,
 )
@@ -1224,3 +1226,25 @@ def image_shape(config: TrainConfig) -> tuple[int, int, int]:
         )
     except ValueError as exc:
         raise GanforgeError(str(exc)) from None
+
+
+def build_networks(
+    config: TrainConfig, *, trust_code: bool, vae: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """The freshly initialised ``(generator, discriminator)`` pair that ``config`` describes:
+    :func:`ganforge.nets.build_models` with the run's architecture, noise, initialisation,
+    conditioning, widths and :func:`image_shape`. ``vae``: the discriminator's layers are to be
+    read out as a VAE's encoder. A user's networks (``module:callable``) are imported only with
+    ``trust_code``; ``ValueError`` when they do not keep :mod:`ganforge.nets.contract`."""
+    return build_models(
+        config.architecture,
+        config.noise_dim,
+        config.init,
+        config.conditioning,
+        config.num_classes,
+        image_shape(config),
+        trust_code=trust_code,
+        g_width=config.g_width,
+        d_width=config.d_width,
+        needs=("vae",) if vae else (),
+    )

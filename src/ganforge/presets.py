@@ -154,9 +154,9 @@ PRESETS: dict[str, dict] = {
         "noise_dim": 128,
         "image_size": 32,
         "ema": 0.999,
-        # About 1,200 iterations on Twemoji's 3,786 images: some 13 minutes at the 0.67 s per
-        # iteration the resnet networks took on one thread of this project's CPU.
-        "epochs": 20,
+        # 1,200 iterations of batch 64 on Twemoji's 1,529 training images: the colour
+        # benchmark's FID curves were still falling at 870 (docs/benchmarks/colour.md).
+        "epochs": 50,
         "eval_every": 500,
     },
 }

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.checkpoint_file import load_checkpoint, load_weights
-from ganforge.config import TrainConfig, image_shape
+from ganforge.config import TrainConfig, build_networks, image_shape
 from ganforge.console import SILENT, Console
 from ganforge.data import dataset_spec, evaluator_for, load_dataset, preprocess_images
 from ganforge.data.folder import IMAGE_SUFFIXES
@@ -52,7 +52,7 @@ from ganforge.data.images import decode_image, resize_images
 from ganforge.errors import GanforgeError
 from ganforge.eval.classifier import load_evaluator
 from ganforge.image_files import save_grid
-from ganforge.nets import VAEEncoder, build_models, class_count, generate_images, sample_noise
+from ganforge.nets import VAEEncoder, class_count, generate_images, sample_noise
 from ganforge.objectives import VAE_LOSS
 from ganforge.sampling import load_generator
 
@@ -160,18 +160,7 @@ def _features(config: TrainConfig, shape: tuple[int, int, int]) -> tuple[nn.Modu
 
 def _encoder(checkpoint: dict, config: TrainConfig, trust_code: bool) -> nn.Module:
     """A VAE run's encoder, as its checkpoint holds it (in the partner's slot)."""
-    _, body = build_models(
-        config.architecture,
-        config.noise_dim,
-        config.init,
-        config.conditioning,
-        config.num_classes,
-        image_shape(config),
-        trust_code=trust_code,
-        g_width=config.g_width,
-        d_width=config.d_width,
-        needs=("vae",),
-    )
+    _, body = build_networks(config, trust_code=trust_code, vae=True)
     encoder = VAEEncoder(body, config.noise_dim, config.likelihood == "gaussian")
     load_weights(encoder, checkpoint["discriminator"], "encoder", checkpoint["path"])
     return encoder.eval().requires_grad_(False)

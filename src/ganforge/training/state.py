@@ -22,12 +22,11 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganforge.augment import AdaptiveProbability
 from ganforge.checkpoint_file import load_weights
-from ganforge.config import TrainConfig, image_shape
+from ganforge.config import TrainConfig, build_networks
 from ganforge.errors import GanforgeError, first_line
 from ganforge.nets import (
     VAEEncoder,
     apply_spectral_norm,
-    build_models,
     check_networks,
     freeze_first_blocks,
 )
@@ -267,18 +266,7 @@ def build_trained_models(
     try:
         if networks is not None:  # the script's own pair: what any GAN step needs of it
             check_networks(*networks, source="the networks handed to train()")
-        generator, partner = networks or build_models(
-            config.architecture,
-            config.noise_dim,
-            config.init,
-            config.conditioning,
-            config.num_classes,
-            image_shape(config),
-            trust_code=True,
-            g_width=config.g_width,
-            d_width=config.d_width,
-            needs=("vae",) if vae else (),
-        )
+        generator, partner = networks or build_networks(config, trust_code=True, vae=vae)
     except ValueError as exc:  # networks that do not keep the contract
         raise GanforgeError(str(exc)) from None
     if vae:  # the discriminator's layers, read out as the posterior, are the encoder
