@@ -5,10 +5,14 @@ Not a test: about an hour of trainings and projections on 2 cores, one at a time
 both cores). Parts, each a list of ``ganforge`` commands (``--dry-run`` prints them):
 
 * ``transfer-emoji``: the ``colour`` preset on 100 Noto emoji of one category
-  (``--dataset emoji-google --classes animals-and-nature --train-size 100``), from a run on all
+  (``--dataset emoji-google --classes CATEGORY --train-size 100``; ``--emoji-category``,
+  ``animals-and-nature`` by default, whose 31 held-out images put the FID floor at 37;
+  ``people-and-body`` holds out 77), from a run on all
   Twemoji (``--emoji-source``: the colour benchmark's long run of the colour preset) against
   from scratch, the same ``--time-budget``, DiffAugment in both (the preset's), an EMA of 0.99
-  (the preset's 0.999 averages over more iterations than a short run has), 3 seeds;
+  (the preset's 0.999 averages over more iterations than a short run has), 3 seeds
+  (``--emoji-steps N``: N iterations each instead, the same for both arms); each
+  run's evaluation projects ``--inversion`` training and held-out images (100);
 * ``transfer-mnist``: the ``fast`` preset with DiffAugment and batch 64 (of 100 images) on
   100 images of digits 5-9, from a run on digits 0-4 (trained here, 240 s) against from
   scratch, 3 seeds;
@@ -26,6 +30,11 @@ both cores). Parts, each a list of ``ganforge`` commands (``--dry-run`` prints t
         projection accumulation --emoji-source runs/colour-long/colour-32px-s0 \\
         --fast-run runs/fast-s0
     python benchmarks/fine_tuning.py table --runs runs/i26 --out benchmarks/fine-tuning
+    python benchmarks/fine_tuning.py run --runs runs/i26-people --parts transfer-emoji \\
+        --emoji-source runs/colour-long/colour-32px-s0 --emoji-category people-and-body \\
+        --emoji-steps 1000 --inversion 40
+    python benchmarks/fine_tuning.py table --runs runs/i26-people \\
+        --out benchmarks/fine-tuning-people
     python benchmarks/fine_tuning.py figures --runs runs/i26 --out docs/assets/fine-tuning
 """
 
@@ -48,7 +57,7 @@ INVERSION = 100
 TRANSFERS = {
     "emoji": [
         *("--preset", "colour", "--dataset", "emoji-google"),
-        *("--classes", "animals-and-nature", "--train-size", "100"),
+        *("--classes", "{category}", "--train-size", "100"),
         *("--time-budget", "150", "--ema", "0.99"),
     ],
     "mnist": [
@@ -84,7 +93,7 @@ def commands(args: argparse.Namespace) -> list[tuple[list[str], Path | None]]:
         )
 
     def evaluate(run: Path, name: str) -> None:
-        command = ganforge("eval", str(run), "--inversion", str(INVERSION), "--json")
+        command = ganforge("eval", str(run), "--inversion", str(args.inversion), "--json")
         plan.append((command, runs / f"{name}.eval.json"))
 
     for part in args.parts:
@@ -93,15 +102,13 @@ def commands(args: argparse.Namespace) -> list[tuple[list[str], Path | None]]:
             source = args.emoji_source if data == "emoji" else runs / "mnist-source"
             if data == "mnist":
                 train("mnist-source", *MNIST_SOURCE)
+            flags = [flag.format(category=args.emoji_category) for flag in TRANSFERS[data]]
+            if data == "emoji" and args.emoji_steps:  # equal iterations instead of equal time
+                budget = flags.index("--time-budget")
+                flags[budget : budget + 2] = ["--max-steps", str(args.emoji_steps)]
             for seed in SEEDS:
-                train(
-                    f"{data}-finetune-s{seed}",
-                    *TRANSFERS[data],
-                    "--init-from",
-                    str(source),
-                    seed=seed,
-                )
-                train(f"{data}-scratch-s{seed}", *TRANSFERS[data], seed=seed)
+                train(f"{data}-finetune-s{seed}", *flags, "--init-from", str(source), seed=seed)
+                train(f"{data}-scratch-s{seed}", *flags, seed=seed)
             for seed in SEEDS:
                 for arm in ARMS:
                     evaluate(runs / f"{data}-{arm}-s{seed}", f"{data}-{arm}-s{seed}")
@@ -171,13 +178,16 @@ def table(args: argparse.Namespace) -> None:
         "machine": time_to_quality.machine(),
         **{part: {} for part in ("transfer", "projection", "accumulation")},
     }
-    lines = [time_to_quality.machine_line(record["machine"]), ""]
-    lines += ["## Transfer: fine-tuned against from scratch, the same time budget", ""]
-    lines += [
+    lines = [time_to_quality.machine_line(record["machine"])]
+    section = [
+        "",
+        "## Transfer: fine-tuned against from scratch, the same time budget",
+        "",
         "| data | arm | FID | precision | recall | inversion ratio (train / held-out) "
         "| iterations | classes of the samples (seed 0) |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for data in TRANSFERS:
         for arm in ARMS:
             names = [f"{data}-{arm}-s{seed}" for seed in SEEDS]
@@ -199,7 +209,7 @@ def table(args: argparse.Namespace) -> None:
                 "inversion_ratio": ratios,
                 "steps": steps,
             }
-            lines.append(
+            rows.append(
                 f"| {data} | {arm} | {_mean_sd(column['fid'])} | {_mean_sd(column['precision'])} "
                 f"| {_mean_sd(column['recall'])} | {_mean_sd(ratios)} "
                 f"| {', '.join(map(str, steps))} | {_histogram(results[0]['samples'])} |"
@@ -207,36 +217,40 @@ def table(args: argparse.Namespace) -> None:
     for data in TRANSFERS:
         floor = record["transfer"].get(f"{data}-floor")
         if floor:
-            lines.append(
+            rows.append(
                 f"\n{data}: the floor, the {floor['num']} training images themselves scored the "
                 f"same way: FID {floor['fid']:.2f}, precision {floor['precision']:.3f}, "
                 f"recall {floor['recall']:.3f}; their classes by the evaluator: {floor['classes']}."
             )
-    lines += [
+    lines += section + rows if rows else []
+    section = [
         "",
         "## Projection: 100 training and 100 held-out images (fewer where fewer are held out)",
         "",
-    ]
-    lines += [
         "| run | images each side | train distance | held-out distance | ratio | s per image |",
         "|---|---|---|---|---|---|",
     ]
+    rows = []
     transfers = [runs / f"{data}-{arm}-s0.eval.json" for data in TRANSFERS for arm in ARMS]
     projected = sorted(runs.glob("proj-*.eval.json")) + transfers
     for path in filter(_finished, projected):
         inverted = _read(path)["inversion"]
         name = path.name.removesuffix(".eval.json").removeprefix("proj-")
         record["projection"][name] = inverted
-        lines.append(
+        rows.append(
             f"| {name} | {inverted['num']} | {inverted['train_distance']:.4f} "
             f"| {inverted['test_distance']:.4f} | {inverted['ratio']:.3f} "
             f"| {inverted['seconds_per_image']:.2f} |"
         )
-    lines += ["", "## Accumulation: the colour preset on Twemoji, 3 rounds", ""]
-    lines += [
+    lines += section + rows if rows else []
+    section = [
+        "",
+        "## Accumulation: the colour preset on Twemoji, 3 rounds",
+        "",
         "| batch | K | images per second (median of 3) | peak resident memory, MB (median of 3) |",
         "|---|---|---|---|",
     ]
+    rows = []
     for batch in ACCUMULATION:
         for k in (1, 2, 4):
             summaries = [
@@ -252,7 +266,8 @@ def table(args: argparse.Namespace) -> None:
                 "images_per_s": speed,
                 "peak_memory_mb": memory,
             }
-            lines.append(f"| {batch} | {k} | {_median_range(speed)} | {_median_range(memory)} |")
+            rows.append(f"| {batch} | {k} | {_median_range(speed)} | {_median_range(memory)} |")
+    lines += section + rows if rows else []
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
@@ -292,6 +307,14 @@ def main() -> None:
                 choices=["transfer-emoji", "transfer-mnist", "projection", "accumulation"],
             )
             sub.add_argument("--dry-run", action="store_true")
+            sub.add_argument("--emoji-category", default="animals-and-nature")
+            sub.add_argument(
+                "--emoji-steps",
+                type=int,
+                help="the emoji arms train this many iterations instead of 150 s (both arms "
+                "have the same networks, so the same time, and a shared machine cannot skew it)",
+            )
+            sub.add_argument("--inversion", type=int, default=INVERSION, help="images a side")
         else:
             sub.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
