@@ -178,12 +178,16 @@ def train_peer(args: argparse.Namespace, out: Path, seed: int, epochs: int) -> s
     generator scored."""
     if (out / "eval.json").is_file():
         return str(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(out / "peer.log", "w") as log:
-        command = peer_command(args, out, seed, epochs)
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
-    seconds = time.perf_counter() - start
+    last = out / f"netG_epoch_{epochs - 1}.pth"
+    if last.is_file():  # trained before but not scored: score it (its time is not known)
+        seconds = None
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(out / "peer.log", "w") as log:
+            command = peer_command(args, out, seed, epochs)
+            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+        seconds = time.perf_counter() - start
     epochs = sorted(out.glob("netG_epoch_*.pth"), key=lambda p: int(p.stem.split("_")[-1]))
     generator = peer_generator(epochs[-1], args.size)
     images = to_uint8(generate(generator, EVAL_NUM, PEER_NOISE_DIM, seed=seed, noise="normal"))
@@ -205,10 +209,14 @@ def train_peer(args: argparse.Namespace, out: Path, seed: int, epochs: int) -> s
 def peer_generator(path: Path, size: int) -> RadfordGenerator:
     """The peer's saved generator as a ``radford`` generator: the same layers in the same order
     (``ConvTranspose`` and ``BatchNorm`` of 512-256-128-64 channels at 64 px), so its tensors
-    are read by position; shapes are checked one by one."""
+    are read by position; shapes are checked one by one. The peer's last ``ConvTranspose`` has
+    no bias where ``radford``'s has one: it is set to zero, the same function."""
     generator = RadfordGenerator(PEER_NOISE_DIM, (3, size, size))
     theirs = list(torch.load(path, map_location="cpu", weights_only=True).values())
     ours = generator.state_dict()
+    last = list(ours)[-1]
+    if len(theirs) == len(ours) - 1 and last.endswith("bias"):
+        theirs.append(torch.zeros_like(ours[last]))
     assert len(theirs) == len(ours), f"{path}: {len(theirs)} tensors, radford has {len(ours)}"
     for (name, mine), tensor in zip(ours.items(), theirs, strict=True):
         assert mine.shape == tensor.shape, f"{name}: {tuple(tensor.shape)} ≠ {tuple(mine.shape)}"

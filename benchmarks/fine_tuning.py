@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _mean_sd(values: list[float], digits: int = 2) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     each = ", ".join(f"{v:.{digits}f}" for v in values)
     return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f} ({each})"
@@ -191,14 +193,16 @@ def table(args: argparse.Namespace) -> None:
     for data in TRANSFERS:
         for arm in ARMS:
             names = [f"{data}-{arm}-s{seed}" for seed in SEEDS]
-            if not all(_finished(runs / f"{name}.eval.json") for name in names):
+            names = [name for name in names if _finished(runs / f"{name}.eval.json")]
+            if not names:  # the seeds evaluated so far: the table says which
                 continue
             results = [_read(runs / f"{name}.eval.json") for name in names]
             steps = [_read(runs / name / "summary.json")["steps"] for name in names]
             column = {
                 key: [r["samples"][key] for r in results] for key in ("fid", "precision", "recall")
             }
-            ratios = [r["inversion"]["ratio"] for r in results]
+            # An evaluation may leave the inversion out (`run` always asks for it).
+            ratios = [r["inversion"]["ratio"] for r in results if "inversion" in r]
             floor = results[0]["floor"]
             record["transfer"][f"{data}-floor"] = {
                 **{k: floor[k] for k in ("num", "fid", "precision", "recall")},
@@ -209,9 +213,12 @@ def table(args: argparse.Namespace) -> None:
                 "inversion_ratio": ratios,
                 "steps": steps,
             }
+            label = arm
+            if len(names) < len(SEEDS):
+                label += f" (seeds {', '.join(name.rsplit('-s', 1)[1] for name in names)})"
             rows.append(
-                f"| {data} | {arm} | {_mean_sd(column['fid'])} | {_mean_sd(column['precision'])} "
-                f"| {_mean_sd(column['recall'])} | {_mean_sd(ratios)} "
+                f"| {data} | {label} | {_mean_sd(column['fid'])} | {_mean_sd(column['precision'])} "
+                f"| {_mean_sd(column['recall'])} | {_mean_sd(ratios) if ratios else '-'} "
                 f"| {', '.join(map(str, steps))} | {_histogram(results[0]['samples'])} |"
             )
     for data in TRANSFERS:
@@ -234,6 +241,8 @@ def table(args: argparse.Namespace) -> None:
     transfers = [runs / f"{data}-{arm}-s0.eval.json" for data in TRANSFERS for arm in ARMS]
     projected = sorted(runs.glob("proj-*.eval.json")) + transfers
     for path in filter(_finished, projected):
+        if "inversion" not in _read(path):
+            continue
         inverted = _read(path)["inversion"]
         name = path.name.removesuffix(".eval.json").removeprefix("proj-")
         record["projection"][name] = inverted
