@@ -169,7 +169,8 @@ SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1"}
 # ---------------------------------------------------------------------------------------------
 # Reading the pages.
 
-SNIPPET = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$')
+#: ``--8<-- "FILE"``, or ``--8<-- "FILE:START:END"`` for lines START to END (from 1, inclusive).
+SNIPPET = re.compile(r'^\s*--8<--\s+"([^":]+)(?::(\d+):(\d+))?"\s*$')
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 NOT_RUN = re.compile(r"^\s*<!--\s*not-run:(.*?)-->\s*$")
 FILE_NAME = re.compile(r"^#\s*([\w-]+\.(?:py|toml|yaml|yml|json))\s*$")
@@ -177,11 +178,19 @@ FILE_NAME = re.compile(r"^#\s*([\w-]+\.(?:py|toml|yaml|yml|json))\s*$")
 
 def read_page(path: Path) -> str:
     """A page's text with every ``--8<-- "FILE"`` line replaced by that file of the repository
-    (itself read the same way), as the site's snippets extension builds the page."""
+    (itself read the same way; ``FILE:START:END``: those lines of it), as the site's snippets
+    extension builds the page."""
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         included = SNIPPET.match(line)
-        lines.append(read_page(ROOT / included.group(1)) if included else line)
+        if not included:
+            lines.append(line)
+            continue
+        text = read_page(ROOT / included.group(1))
+        if included.group(2):
+            start, end = int(included.group(2)), int(included.group(3))
+            text = "\n".join(text.splitlines()[start - 1 : end])
+        lines.append(text)
     return "\n".join(lines)
 
 
@@ -789,6 +798,13 @@ def test_the_tables_match_the_pages() -> None:
     readme = [command for command in COMMANDS if command.page == "README.md"]
     assert len(readme) >= 5, "README.md lost its commands, or this parser cannot find them"
     assert len(COMMANDS) >= 40 and len(PYTHON) >= 5, "the site lost its examples"
+
+
+def test_an_included_line_range_is_read_as_the_site_reads_it(tmp_path) -> None:
+    (tmp_path / "table.md").write_text("one\ntwo\nthree\nfour\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(f'before\n--8<-- "{tmp_path / "table.md"}:2:3"\nafter\n', encoding="utf-8")
+    assert read_page(page) == "before\ntwo\nthree\nafter"
 
 
 def test_the_parser_reads_blocks_as_a_shell_and_the_site_would(tmp_path) -> None:
