@@ -241,9 +241,9 @@ def table(args: argparse.Namespace) -> None:
     transfers = [runs / f"{data}-{arm}-s0.eval.json" for data in TRANSFERS for arm in ARMS]
     projected = sorted(runs.glob("proj-*.eval.json")) + transfers
     for path in filter(_finished, projected):
-        if "inversion" not in _read(path):
+        inverted = _read(path).get("inversion")
+        if inverted is None:
             continue
-        inverted = _read(path)["inversion"]
         name = path.name.removesuffix(".eval.json").removeprefix("proj-")
         record["projection"][name] = inverted
         rows.append(
