@@ -41,6 +41,7 @@ from ganforge.nets import (
     CONDITIONINGS,
     INITS,
     NOISE_DISTRIBUTIONS,
+    build_generator,
     build_models,
     is_user_architecture,
     resolve_image_shape,
@@ -1247,4 +1248,19 @@ def build_networks(
         g_width=config.g_width,
         d_width=config.d_width,
         needs=("vae",) if vae else (),
+    )
+
+
+def build_run_generator(config: TrainConfig, *, trust_code: bool) -> nn.Module:
+    """The freshly initialised generator alone of the pair :func:`build_networks` builds (the
+    same architecture, noise, conditioning, width and image shape), for a caller that only
+    samples and reads its weights from a checkpoint."""
+    return build_generator(
+        config.architecture,
+        config.noise_dim,
+        config.conditioning,
+        config.num_classes,
+        image_shape(config),
+        trust_code=trust_code,
+        width=config.g_width,
     )

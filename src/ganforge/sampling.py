@@ -20,10 +20,10 @@ from ganforge.checkpoint_file import (
     load_weights,
     sampling_weights,
 )
-from ganforge.config import TrainConfig, check_trusted, image_shape
+from ganforge.config import TrainConfig, build_run_generator, check_trusted
 from ganforge.devices import resolve_device
 from ganforge.errors import GanforgeError
-from ganforge.nets import build_generator, class_count, generate_images, sample_noise
+from ganforge.nets import class_count, generate_images, sample_noise
 
 
 def load_generator(
@@ -49,15 +49,7 @@ def load_generator(
     if generator is None:
         check_trusted(config, trust_code, path)
         try:
-            generator = build_generator(
-                config.architecture,
-                config.noise_dim,
-                config.conditioning,
-                config.num_classes,
-                image_shape(config),
-                trust_code=trust_code,
-                width=config.g_width,
-            )
+            generator = build_run_generator(config, trust_code=trust_code)
         except (ValueError, GanforgeError) as exc:
             raise GanforgeError(f"{path}: {exc}") from None
     load_weights(generator, sampling_weights(checkpoint), "generator", path)
