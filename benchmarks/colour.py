@@ -14,7 +14,12 @@ samples at every eighth of the run for the FID-against-time chart. Settings:
 * ``radford-hinge``: the same networks with hinge loss, spectral norm and DiffAugment;
 * ``colour``: the ``colour`` preset (residual networks, hinge loss, spectral norm,
   DiffAugment); ``colour-bf16``: the same in bf16 autocast; ``--size 64`` repeats settings
-  at 64 px;
+  at 64 px; ``radford-dcgan-bf16``: the anchor's setting in bf16 (with ``colour-bf16``, what
+  ``--precision auto`` trains on a CPU with native bf16);
+* ``colour-lr2e-4``: the preset before 2026-12-07, at Miyato et al.'s rate (``-bf16``: in
+  bf16), and the screening that chose its rate of 1e-3: ``colour-lr2e-3``,
+  ``colour-lr-d-2e-3``, ``colour-batch32``, ``colour-translation``,
+  ``colour-color-translation`` (:data:`SETTINGS` says each one's flags);
 * ``peer``: pytorch/examples' ``dcgan/main.py`` (``--peer PATH``: its file, not part of
   ganforge) on the same training images at 64 px, its whole process timed (start-up included)
   and scored the same way: its last ``netG_epoch_*.pth`` is read into ganforge's ``radford``
@@ -60,21 +65,47 @@ from ganforge.nets.radford import RadfordGenerator
 from ganforge.sampling import generate
 
 SEEDS = (0, 1, 2)
-#: ganforge's settings: ``ganforge train`` flags over the common ones of :func:`common_flags`.
+#: The ``colour`` preset as it was before 2026-12-07, at Miyato et al.'s rate: the short budget,
+#: the bf16 pair, the transparency pair and the first 64 px rows ran with it.
+COLOUR_BEFORE = ["--preset", "colour", "--lr", "2e-4"]
+#: ganforge's settings: ``ganforge train`` flags over the common ones of :func:`setting_flags`.
 SETTINGS: dict[str, list[str]] = {
     "radford-dcgan": ["--preset", "dcgan", "--architecture", "radford"],
+    "radford-dcgan-bf16": ["--preset", "dcgan", "--architecture", "radford", "--precision", "bf16"],
     "radford-hinge": [
         *("--preset", "hinge-sn", "--architecture", "radford"),
         *("--augment", "diffaugment"),
     ],
     "colour": ["--preset", "colour"],
     "colour-bf16": ["--preset", "colour", "--precision", "bf16"],
-    "composited": ["--preset", "colour", "--background", "black"],
-    "dropped-alpha": ["--preset", "colour", "--background", "black", "--dataset", "{dropped}"],
+    # The screening of 2026-12-07 that chose the preset's rate, and the preset before it.
+    "colour-lr2e-4": COLOUR_BEFORE,
+    "colour-lr2e-4-bf16": [*COLOUR_BEFORE, "--precision", "bf16"],
+    "colour-lr2e-3": ["--preset", "colour", "--lr", "2e-3"],
+    "colour-lr-d-2e-3": ["--preset", "colour", "--lr-d", "2e-3"],
+    "colour-batch32": ["--preset", "colour", "--batch-size", "32"],
+    "colour-translation": ["--preset", "colour", "--augment-policy", "translation"],
+    "colour-color-translation": ["--preset", "colour", "--augment-policy", "color,translation"],
+    # Calibrated only: at 0.43 and 0.76 of the anchor's speed, too slow for these budgets.
+    "colour-width2": ["--preset", "colour", "--g-width", "2", "--d-width", "2"],
+    "colour-g-width2": ["--preset", "colour", "--g-width", "2"],
+    "composited": [*COLOUR_BEFORE, "--background", "black"],
+    "dropped-alpha": [*COLOUR_BEFORE, "--background", "black", "--dataset", "{dropped}"],
 }
 PEER = "peer"
 #: Settings that compute what another does, so train at its calibrated speed.
-SAME_SPEED = {"composited": "colour", "dropped-alpha": "colour"}
+SAME_SPEED = {
+    name: "colour"
+    for name in (
+        "colour-lr2e-4",
+        "colour-lr2e-3",
+        "colour-lr-d-2e-3",
+        "colour-translation",
+        "colour-color-translation",
+        "composited",
+        "dropped-alpha",
+    )
+} | {"colour-lr2e-4-bf16": "colour-bf16"}
 ANCHOR = "radford-dcgan"
 #: The peer's iterations per epoch: 1,529 images in batches of 64, the last one partial.
 PEER_BATCHES = 24
@@ -308,7 +339,8 @@ def _cell(values: list[float], digits: int = 2) -> str:
 def table(args: argparse.Namespace) -> None:
     groups: dict[str, list[dict]] = {}
     for folder in sorted(args.runs.glob("*-s[0-9]*")):
-        if (folder / "summary.json").is_file():
+        setting = folder.name.rsplit("-", 2)[0]  # NAME-SIZEpx-sSEED
+        if (folder / "summary.json").is_file() and setting in (args.settings or [setting]):
             groups.setdefault(folder.name.rsplit("-s", 1)[0], []).append(read(folder))
     lines = [
         "| setting | runs | FID (emoji evaluator) | precision | recall | categories ≥ 2% "
@@ -324,6 +356,11 @@ def table(args: argparse.Namespace) -> None:
             f"| {', '.join(str(r['classes']) for r in rows)} | {', '.join(map(str, steps))} "
             f"| {', '.join(f'{fid:.1f}' for fid in fids)} |"
         )
+    lines += ["", "What the evaluator classifies seed 0's samples as, in % of 10,000:", ""]
+    for name, rows in groups.items():
+        shares = rows[0]["histogram"] or {}
+        cells = ", ".join(f"{category} {100 * share:.0f}" for category, share in shares.items())
+        lines.append(f"- {name}: {cells}")
     machines = sorted({r["machine"] for rows in groups.values() for r in rows})
     text = "\n".join(lines) + f"\n\nMachine: {'; '.join(machines)}.\n"
     print(text)
@@ -344,8 +381,9 @@ def figures(args: argparse.Namespace) -> None:
             folder = args.runs / run_name(setting, args.size, seed)
             if not (folder / "metrics.jsonl").is_file():
                 continue
-            steps, fids = zip(*read(folder)["curve"], strict=True)
-            fraction = [step / iterations(args, setting) for step in steps]
+            row = read(folder)
+            steps, fids = zip(*row["curve"], strict=True)
+            fraction = [step / row["steps"] for step in steps]  # each run trained its budget
             ax.plot(fraction, fids, color=f"C{i}", alpha=0.8, label=setting if seed == 0 else None)
     ax.set(
         xlabel="training time, as a fraction of the equal budget", ylabel="FID (emoji evaluator)"
@@ -389,6 +427,8 @@ def main() -> None:
             sub.add_argument("--evaluations", type=int, default=EVALUATIONS, help="0: none")
         if name in ("table", "figures"):
             sub.add_argument("--out", type=Path, required=True)
+        if name == "table":
+            sub.add_argument("--settings", nargs="+", help="only these (default: every run)")
     args = parser.parse_args()
     commands = {"prepare": prepare, "calibrate": calibrate, "run": run}
     commands.update(table=table, figures=figures)

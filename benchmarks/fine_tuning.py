@@ -27,11 +27,11 @@ both cores). Parts, each a list of ``ganforge`` commands (``--dry-run`` prints t
 ::
 
     python benchmarks/fine_tuning.py run --runs runs/i26 --parts transfer-emoji transfer-mnist \\
-        projection accumulation --emoji-source runs/colour-long/colour-32px-s0 \\
+        projection accumulation --emoji-source runs/colour-long/colour-lr2e-4-32px-s0 \\
         --fast-run runs/fast-s0
     python benchmarks/fine_tuning.py table --runs runs/i26 --out benchmarks/fine-tuning
     python benchmarks/fine_tuning.py run --runs runs/i26-people --parts transfer-emoji \\
-        --emoji-source runs/colour-long/colour-32px-s0 --emoji-category people-and-body \\
+        --emoji-source runs/colour-long/colour-lr2e-4-32px-s0 --emoji-category people-and-body \\
         --emoji-steps 1000 --inversion 40
     python benchmarks/fine_tuning.py table --runs runs/i26-people \\
         --out benchmarks/fine-tuning-people
@@ -59,6 +59,8 @@ TRANSFERS = {
         *("--preset", "colour", "--dataset", "emoji-google"),
         *("--classes", "{category}", "--train-size", "100"),
         *("--time-budget", "150", "--ema", "0.99"),
+        # The rate the colour preset had when these transfers ran (it is 1e-3 since 2026-12-07).
+        *("--lr", "2e-4"),
     ],
     "mnist": [
         *("--preset", "fast", "--classes", "5,6,7,8,9", "--train-size", "100"),

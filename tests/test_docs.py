@@ -8,6 +8,7 @@ The examples of the pages are run by tests/test_readme_commands.py.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -93,6 +94,16 @@ def _nav_pages(entries) -> list[str]:
             for value in entry.values():
                 found += _nav_pages(value) if isinstance(value, list) else [value]
     return found
+
+
+def test_every_shipped_evaluator_has_its_row_in_the_evaluation_guide():
+    manifest = json.loads((ROOT / "src/ganforge/eval/evaluators/manifest.json").read_text())
+    guide = (DOCS / "guides" / "evaluation.md").read_text(encoding="utf-8")
+    for dataset, entry in manifest.items():
+        row = next((r for r in guide.splitlines() if r.startswith(f"| `{dataset}`")), "")
+        assert f"`{dataset}@{entry['sha256'][:12]}`" in row, dataset
+        assert f"{100 * entry['test_accuracy']:.2f}%" in row, dataset
+        assert f"`{entry['command']}`" in row, dataset
 
 
 def test_every_page_is_in_the_nav_once_and_every_entry_exists():

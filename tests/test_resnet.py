@@ -187,7 +187,7 @@ def test_the_colour_preset_holds_its_sources_settings():
     config = build_config("colour")
     assert (config.architecture, config.loss, config.spectral_norm) == ("resnet", "hinge", True)
     assert (config.augment, config.augment_policy) == ("diffaugment", "color,translation,cutout")
-    assert (config.lr, config.beta1, config.beta2) == (2e-4, 0.0, 0.9)
+    assert (config.lr, config.beta1, config.beta2) == (1e-3, 0.0, 0.9)
     assert config.image_size == 32 and config.ema > 0
     assert "Miyato et al. 2018" in config.description
     assert "Zhao et al. 2020" in config.description
