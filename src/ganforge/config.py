@@ -1229,6 +1229,18 @@ def image_shape(config: TrainConfig) -> tuple[int, int, int]:
         raise GanforgeError(str(exc)) from None
 
 
+def _network_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings both networks are built from, as keyword arguments of
+    :func:`~ganforge.nets.build_models` and :func:`~ganforge.nets.build_generator`."""
+    return {
+        "architecture": config.architecture,
+        "noise_dim": config.noise_dim,
+        "conditioning": config.conditioning,
+        "num_classes": config.num_classes,
+        "image_shape": image_shape(config),
+    }
+
+
 def build_networks(
     config: TrainConfig, *, trust_code: bool, vae: bool = False
 ) -> tuple[nn.Module, nn.Module]:
@@ -1238,12 +1250,8 @@ def build_networks(
     read out as a VAE's encoder. A user's networks (``module:callable``) are imported only with
     ``trust_code``; ``ValueError`` when they do not keep :mod:`ganforge.nets.contract`."""
     return build_models(
-        config.architecture,
-        config.noise_dim,
-        config.init,
-        config.conditioning,
-        config.num_classes,
-        image_shape(config),
+        **_network_settings(config),
+        init=config.init,
         trust_code=trust_code,
         g_width=config.g_width,
         d_width=config.d_width,
@@ -1255,12 +1263,4 @@ def build_run_generator(config: TrainConfig, *, trust_code: bool) -> nn.Module:
     """The freshly initialised generator alone of the pair :func:`build_networks` builds (the
     same architecture, noise, conditioning, width and image shape), for a caller that only
     samples and reads its weights from a checkpoint."""
-    return build_generator(
-        config.architecture,
-        config.noise_dim,
-        config.conditioning,
-        config.num_classes,
-        image_shape(config),
-        trust_code=trust_code,
-        width=config.g_width,
-    )
+    return build_generator(**_network_settings(config), trust_code=trust_code, width=config.g_width)
