@@ -339,9 +339,10 @@ def _cell(values: list[float], digits: int = 2) -> str:
 def table(args: argparse.Namespace) -> None:
     groups: dict[str, list[dict]] = {}
     for folder in sorted(args.runs.glob("*-s[0-9]*")):
-        setting = folder.name.rsplit("-", 2)[0]  # NAME-SIZEpx-sSEED
+        group = folder.name.rsplit("-s", 1)[0]  # NAME-SIZEpx of NAME-SIZEpx-sSEED
+        setting = group.rsplit("-", 1)[0]
         if (folder / "summary.json").is_file() and setting in (args.settings or [setting]):
-            groups.setdefault(folder.name.rsplit("-s", 1)[0], []).append(read(folder))
+            groups.setdefault(group, []).append(read(folder))
     lines = [
         "| setting | runs | FID (emoji evaluator) | precision | recall | categories ≥ 2% "
         "| iterations | FID per seed |",

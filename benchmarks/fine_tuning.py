@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> None:
 def _mean_sd(values: list[float], digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    spread = statistics.stdev(values)
     each = ", ".join(f"{v:.{digits}f}" for v in values)
     return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f} ({each})"
 
