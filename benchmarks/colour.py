@@ -7,11 +7,13 @@ Not a test: tens of runs of minutes each. Two runs train at a time, each on one 
 ``calibrate`` trains each setting for ``--seconds`` beside the anchor (``radford-dcgan`` at the
 same size), both at once, so both see the same load, and records its speed as a ratio of the
 anchor's; ``run`` then gives each setting the iterations that the anchor's ``--anchor-steps``
-take in time (``--anchor-steps`` times the ratio), with an in-training evaluation of 2,000
+take in time (``--anchor-steps`` times the ratio; ``--minutes M`` sets the anchor's iterations
+to those of M minutes at its calibrated speed), with an in-training evaluation of 2,000
 samples at every eighth of the run for the FID-against-time chart. Settings:
 
 * ``radford-dcgan``: Radford et al.'s networks with the assignment's dcgan recipe;
-* ``radford-hinge``: the same networks with hinge loss, spectral norm and DiffAugment;
+* ``radford-hinge``: the same networks with hinge loss, spectral norm and DiffAugment
+  (``radford-hinge-bf16``: in bf16);
 * ``colour``: the ``colour`` preset (residual networks, hinge loss, spectral norm,
   DiffAugment); ``colour-bf16``: the same in bf16 autocast; ``--size 64`` repeats settings
   at 64 px; ``radford-dcgan-bf16``: the anchor's setting in bf16 (with ``colour-bf16``, what
@@ -75,6 +77,10 @@ SETTINGS: dict[str, list[str]] = {
     "radford-hinge": [
         *("--preset", "hinge-sn", "--architecture", "radford"),
         *("--augment", "diffaugment"),
+    ],
+    "radford-hinge-bf16": [
+        *("--preset", "hinge-sn", "--architecture", "radford"),
+        *("--augment", "diffaugment", "--precision", "bf16"),
     ],
     "colour": ["--preset", "colour"],
     "colour-bf16": ["--preset", "colour", "--precision", "bf16"],
@@ -163,12 +169,20 @@ def calibration_file(args: argparse.Namespace) -> Path:
     return args.runs / f"calibration-{args.size}px.json"
 
 
+def anchor_steps(args: argparse.Namespace, speeds: dict) -> float:
+    """The budget in anchor iterations: ``--anchor-steps``, or the anchor's iterations in
+    ``--minutes`` at its median calibrated speed (measured beside each setting, as it runs)."""
+    if args.minutes is None:
+        return args.anchor_steps
+    return args.minutes * 60 * statistics.median(s["anchor_it_s"] for s in speeds.values())
+
+
 def iterations(args: argparse.Namespace, setting: str) -> int:
-    """The iterations that the anchor's ``--anchor-steps`` take, in time, buy ``setting``."""
+    """The iterations that the anchor's budget takes, in time, buys ``setting``."""
     speeds = json.loads(calibration_file(args).read_text())
     setting = SAME_SPEED.get(setting, setting)
     ratio = speeds[setting]["ratio"] if setting != ANCHOR else 1.0
-    return max(1, round(args.anchor_steps * ratio))
+    return max(1, round(anchor_steps(args, speeds) * ratio))
 
 
 def train_one(args: argparse.Namespace, setting: str, seed: int) -> str:
@@ -423,6 +437,9 @@ def main() -> None:
         if name == "calibrate":
             sub.add_argument("--seconds", type=float, default=90.0)
         if name == "run":
+            sub.add_argument(
+                "--minutes", type=float, help="a budget in minutes (replaces --anchor-steps)"
+            )
             sub.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
             sub.add_argument("--parallel", type=int, default=2)
             sub.add_argument("--evaluations", type=int, default=EVALUATIONS, help="0: none")
