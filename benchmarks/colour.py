@@ -70,18 +70,14 @@ SEEDS = (0, 1, 2)
 #: The ``colour`` preset as it was before 2026-12-07, at Miyato et al.'s rate: the short budget,
 #: the bf16 pair, the transparency pair and the first 64 px rows ran with it.
 COLOUR_BEFORE = ["--preset", "colour", "--lr", "2e-4"]
+#: Radford et al.'s networks with the hinge-sn recipe and DiffAugment (in fp32 and in bf16).
+RADFORD_HINGE = ["--preset", "hinge-sn", "--architecture", "radford", "--augment", "diffaugment"]
 #: ganforge's settings: ``ganforge train`` flags over the common ones of :func:`setting_flags`.
 SETTINGS: dict[str, list[str]] = {
     "radford-dcgan": ["--preset", "dcgan", "--architecture", "radford"],
     "radford-dcgan-bf16": ["--preset", "dcgan", "--architecture", "radford", "--precision", "bf16"],
-    "radford-hinge": [
-        *("--preset", "hinge-sn", "--architecture", "radford"),
-        *("--augment", "diffaugment"),
-    ],
-    "radford-hinge-bf16": [
-        *("--preset", "hinge-sn", "--architecture", "radford"),
-        *("--augment", "diffaugment", "--precision", "bf16"),
-    ],
+    "radford-hinge": RADFORD_HINGE,
+    "radford-hinge-bf16": [*RADFORD_HINGE, "--precision", "bf16"],
     "colour": ["--preset", "colour"],
     "colour-bf16": ["--preset", "colour", "--precision", "bf16"],
     # The screening of 2026-12-07 that chose the preset's rate, and the preset before it.

@@ -159,7 +159,8 @@ PRESETS: dict[str, dict] = {
         "ema": 0.999,
         # 4,800 iterations of batch 64 on Twemoji's 1,529 training images: the colour
         # benchmark's 15-minute FID curves level off between 3,100 and 4,600 iterations, 3
-        # seeds (docs/benchmarks/colour.md), at 30 to 39 after 1,548 (the 1,200 of 50 epochs).
+        # seeds (docs/benchmarks/colour.md); at 1,548, past the 1,200 of the 50 epochs
+        # before, they were at 30 to 39.
         "epochs": 200,
         "eval_every": 500,
     },
