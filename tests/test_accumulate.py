@@ -18,10 +18,12 @@ def trained_weights(steps: int = 3, **settings) -> tuple[torch.Tensor, list[dict
     """The weights of G and D (or the encoder) after ``steps`` steps on fixed real batches of
     32, and the logged numbers of each step."""
     models, logged = trained_models(steps, **settings)
-    weights = [
-        p.detach().flatten() for m in (models.generator, models.partner) for p in m.parameters()
-    ]
-    return torch.cat(weights), logged
+    return torch.cat([p.detach().flatten() for p in parameters(models)]), logged
+
+
+def parameters(models) -> list[torch.nn.Parameter]:
+    """The parameters of G and D (or the encoder), in a fixed order."""
+    return [p for m in (models.generator, models.partner) for p in m.parameters()]
 
 
 def trained_models(steps: int, **settings):
@@ -89,8 +91,7 @@ def test_micro_batches_in_float32_sum_to_the_whole_batch_gradient():
     # weights).
     def gradients(**settings) -> torch.Tensor:
         models, _ = trained_models(1, architecture="mlp", **settings)
-        parameters = [p for m in (models.generator, models.partner) for p in m.parameters()]
-        return torch.cat([p.grad.flatten() for p in parameters])
+        return torch.cat([p.grad.flatten() for p in parameters(models)])
 
     whole, micro = gradients(), gradients(accumulate=4)
     assert whole.abs().max() > 1e-2  # a step was taken
