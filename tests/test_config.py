@@ -379,6 +379,18 @@ def test_instance_noise_anneals_over_epochs_so_its_run_keeps_them():
     )
 
 
+def test_a_decaying_rate_falls_over_epochs_so_its_run_keeps_them():
+    kept = build_config("colour", None, {"lr_decay": "linear", "max_steps": 50})
+    assert (kept.epochs, kept.max_steps) == (200, 50)
+    assert build_config("colour", None, {"max_steps": 50}).epochs == 0  # none: no schedule
+    with pytest.raises(GanforgeError) as info:
+        build_config("colour", None, {"lr_decay": "linear", "time_budget": 9.0, "epochs": 0})
+    assert str(info.value) == (
+        "lr_decay linear falls to 0 over the run's epochs, and a run ended by max_steps or "
+        "time_budget alone has none; give epochs too"
+    )
+
+
 def test_a_resume_keeps_the_epochs_its_run_was_planned_with():
     saved = build_config("dcgan", None, {"train_size": 1000, "device": "cpu"})
     assert resume_config(saved, {"max_steps": 1000, "epochs": None}).epochs == 5

@@ -83,7 +83,7 @@ def logged_steps(run: Path) -> list[dict]:
         ("dcgan", 320, 6, 12, ("--no-standing-stats",)),  # the running statistics alone
         # ADA's p, moved every 4 iterations by 4·32/2000, and the signs counted between
         ("dcgan", 320, 6, 12, ("--augment", "ada", "--ada-images", "2000")),
-        # every GAN hack at once: augmentation, label draws, annealed noise, two rates
+        # every GAN hack at once: augmentation, label draws, annealed noise, two decaying rates
         (
             "gan",
             600,
@@ -102,6 +102,8 @@ def logged_steps(run: Path) -> list[dict]:
                 "2e-3",
                 "--lr-g",
                 "5e-4",
+                "--lr-decay",
+                "linear",
             ),
         ),
     ],
@@ -118,6 +120,9 @@ def test_resume_gives_the_uninterrupted_run_bit_for_bit(
     assert logged_steps(split) == logged_steps(whole)  # the same losses at every step
     summary = json.loads((split / "summary.json").read_text())
     assert summary["steps"] == total
+    if "--lr-decay" in extra:  # the last step's rate had fallen, the same in both runs
+        base = float(extra[extra.index("--lr-g") + 1])
+        assert 0 < newest(split)["g_optimizer"]["param_groups"][0]["lr"] < base
     assert json.loads((split / "config.json").read_text())["max_steps"] == total
 
 

@@ -161,6 +161,18 @@ def test_two_learning_rates_reach_the_two_optimizers():
     assert models.partner_optimizer.param_groups[0]["lr"] == 4e-4  # ...unless one is given
 
 
+def test_a_linear_decay_takes_both_rates_to_0_over_the_planned_run():
+    config = build_config("colour", overrides={"lr_d": 4e-4, "lr_decay": "linear"})
+    models = build_trained_models(config, torch.device("cpu"))
+    for progress, factor in ((0.0, 1.0), (0.75, 0.25), (1.0, 0.0)):
+        models.before_step(progress)
+        assert models.generator_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+        assert models.partner_optimizer.param_groups[0]["lr"] == pytest.approx(4e-4 * factor)
+    constant = build_trained_models(build_config("colour"), torch.device("cpu"))
+    constant.before_step(0.75)
+    assert constant.generator_optimizer.param_groups[0]["lr"] == 1e-3
+
+
 def test_widths_scale_the_networks():
     narrow = build_trained_models(
         build_config("dcgan", overrides={"g_width": 0.5, "d_width": 0.25}), torch.device("cpu")

@@ -130,6 +130,11 @@ ROWS = [
         2,
         "instance_noise falls to 0 over the run's epochs",
     ),
+    pytest.param(
+        "train --preset colour --lr-decay linear --max-steps 60 --epochs 0",
+        2,
+        "lr_decay linear falls to 0 over the run's epochs",
+    ),
     pytest.param("train --preset dcgan --xflip", 2, "a mirrored digit is not a digit"),
     pytest.param("train --preset wgan --augment ada", 2, "says nothing for a Wasserstein critic"),
     pytest.param("train --preset vae --lr-g 0.001", 2, "lr_g is a GAN option"),

@@ -54,6 +54,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Arithmetic precisions (see :mod:`ganforge.training.performance`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "rmsprop")
+#: How the learning rates change over a run (``lr_decay``).
+LR_DECAYS = ("none", "linear")
 MAX_SEED = 2**63 - 16  # torch seeds are signed 64-bit, and a run uses seed to seed + 3
 MAX_SAMPLES = 1_000_000  # per evaluation or sampling command: about 0.8 GB of 28×28 images
 MAX_NOISE_DIM = 65_536
@@ -469,6 +471,14 @@ class TrainConfig:
         unset="--lr",
         vae_neutral=None,
         help="the discriminator's own learning rate (TTUR)",
+    )
+    lr_decay: str = setting(
+        "none",
+        group="optimisation",
+        choices=LR_DECAYS,
+        help="none, or linear: both networks' rates fall linearly to 0 over the run's planned "
+        "epochs (SNGAN's schedule, Miyato et al. 2018), so a run with it keeps its epochs when "
+        "--max-steps or --time-budget is given",
     )
     beta1: float = setting(
         0.5, group="optimisation", low=0, high=1, help="Adam's β1 (RMSprop has none)"
@@ -922,14 +932,17 @@ def _ends_by_length(max_steps: Any, time_budget: Any) -> bool:
 #: Settings whose schedules run over the planned epochs: a run with one of them on keeps its
 #: epochs when a length is given, so that a run stopped early and resumed further anneals as
 #: the uninterrupted longer run does.
-EPOCH_SCHEDULES = ("instance_noise",)
+EPOCH_SCHEDULES = ("instance_noise", "lr_decay")
 
 
 def _length_given(given: dict[str, Any], merged: dict[str, Any]) -> bool:
     """Whether the user's ``given`` settings set the run's length without its epochs (and no
     setting of ``merged``, the preset's and the user's, runs a schedule over them). What a user
     says outranks what a preset assumed, so such a run has no epoch limit (epochs 0)."""
-    if "epochs" in given or any(merged.get(key) for key in EPOCH_SCHEDULES):
+    scheduled = any(
+        merged.get(key, SETTINGS[key].default) != SETTINGS[key].default for key in EPOCH_SCHEDULES
+    )
+    if "epochs" in given or scheduled:
         return False
     return _ends_by_length(given.get("max_steps"), given.get("time_budget"))
 
@@ -1100,6 +1113,11 @@ def _cross_field_problems(config: TrainConfig, check_files: bool) -> list[str]:
             "instance_noise falls to 0 over the run's epochs, and a run ended by max_steps or "
             "time_budget alone has none; give epochs too",
         )
+    need(
+        config.epochs != 0 or config.lr_decay == "none",
+        "lr_decay linear falls to 0 over the run's epochs, and a run ended by max_steps or "
+        "time_budget alone has none; give epochs too",
+    )
     return problems + _augmentation_problems(config)
 
 

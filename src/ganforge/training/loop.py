@@ -75,7 +75,8 @@ def iterate_training(
                 return
             reals = [preprocess_images(images[index]) for index in indices[i]]
             classes = None if labels is None else [labels[index] for index in indices[i]]
-            progress = step / planned if planned else 0.0  # anneals instance noise
+            progress = step / planned if planned else 0.0  # anneals noise and rates
+            models.before_step(progress)
             stats, fake = step_fn(reals, classes, progress)
             step += 1
             models.after_step(step)

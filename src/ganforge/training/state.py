@@ -129,6 +129,21 @@ class TrainedModels:
         config = self.config
         return config.num_classes if config.conditioning != "none" else 0
 
+    def before_step(self, progress: float) -> None:
+        """Set the learning rates of the iteration that begins with ``progress``, the part
+        of the planned run done, in ``[0, 1]``: with ``lr_decay`` linear, each network's
+        rate times ``1 - progress``; else left as they are. A function of the step alone,
+        so that a resumed run's rates are the uninterrupted run's."""
+        if self.config.lr_decay != "linear":
+            return
+        config = self.config
+        for optimizer, lr in (
+            (self.generator_optimizer, config.lr_g),
+            (self.partner_optimizer, config.lr_d),
+        ):
+            for group in optimizer.param_groups:
+                group["lr"] = (config.lr if lr is None else lr) * (1.0 - progress)
+
     # -- the generator's average ---------------------------------------------------------
 
     def after_step(self, step: int) -> None:
