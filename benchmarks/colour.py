@@ -22,6 +22,10 @@ samples at every eighth of the run for the FID-against-time chart. Settings:
   bf16), and the screening that chose its rate of 1e-3: ``colour-lr2e-3``,
   ``colour-lr-d-2e-3``, ``colour-batch32``, ``colour-translation``,
   ``colour-color-translation`` (:data:`SETTINGS` says each one's flags);
+* the screening of the 15-minute budget in bf16: ``colour-decay-bf16`` (``--lr-decay
+  linear``, over as many epochs as its budget spans), ``colour-width2-bf16`` and
+  ``colour-g-width2-bf16`` (twice the channels in both networks, in G alone) and
+  ``colour-width2-decay-bf16`` (both changes);
 * ``peer``: pytorch/examples' ``dcgan/main.py`` (``--peer PATH``: its file, not part of
   ganforge) on the same training images at 64 px, its whole process timed (start-up included)
   and scored the same way: its last ``netG_epoch_*.pth`` is read into ganforge's ``radford``
@@ -72,6 +76,10 @@ SEEDS = (0, 1, 2)
 COLOUR_BEFORE = ["--preset", "colour", "--lr", "2e-4"]
 #: Radford et al.'s networks with the hinge-sn recipe and DiffAugment (in fp32 and in bf16).
 RADFORD_HINGE = ["--preset", "hinge-sn", "--architecture", "radford", "--augment", "diffaugment"]
+#: The ``colour`` preset with DiffAugment's translation alone.
+COLOUR_TRANSLATION = ["--preset", "colour", "--augment-policy", "translation"]
+#: The ``colour`` preset with twice the channels in both networks.
+WIDTH2 = ["--preset", "colour", "--g-width", "2", "--d-width", "2"]
 #: ganforge's settings: ``ganforge train`` flags over the common ones of :func:`setting_flags`.
 SETTINGS: dict[str, list[str]] = {
     "radford-dcgan": ["--preset", "dcgan", "--architecture", "radford"],
@@ -86,11 +94,33 @@ SETTINGS: dict[str, list[str]] = {
     "colour-lr2e-3": ["--preset", "colour", "--lr", "2e-3"],
     "colour-lr-d-2e-3": ["--preset", "colour", "--lr-d", "2e-3"],
     "colour-batch32": ["--preset", "colour", "--batch-size", "32"],
-    "colour-translation": ["--preset", "colour", "--augment-policy", "translation"],
+    "colour-translation": COLOUR_TRANSLATION,
     "colour-color-translation": ["--preset", "colour", "--augment-policy", "color,translation"],
     # Calibrated only: at 0.43 and 0.76 of the anchor's speed, too slow for these budgets.
-    "colour-width2": ["--preset", "colour", "--g-width", "2", "--d-width", "2"],
+    "colour-width2": WIDTH2,
     "colour-g-width2": ["--preset", "colour", "--g-width", "2"],
+    # The screening of width on a CPU with AMX, where bf16 makes wider networks cheaper.
+    "colour-width2-bf16": [*WIDTH2, "--precision", "bf16"],
+    "colour-g-width2-bf16": ["--preset", "colour", "--g-width", "2", "--precision", "bf16"],
+    # SNGAN's linear decay of the rates to 0, over the budget (see train_one).
+    "colour-decay-bf16": ["--preset", "colour", "--lr-decay", "linear", "--precision", "bf16"],
+    "colour-width2-decay-bf16": [*WIDTH2, "--lr-decay", "linear", "--precision", "bf16"],
+    # The rate chosen at ~1,000 iterations, halved for the ~6,000 of 15 minutes; two D steps.
+    "colour-lr5e-4-bf16": ["--preset", "colour", "--lr", "5e-4", "--precision", "bf16"],
+    "colour-ncritic2-bf16": ["--preset", "colour", "--n-critic", "2", "--precision", "bf16"],
+    # Against D's overfitting over ~260 epochs: mirrored images, and translation alone (the
+    # better augmentation on average at 870 iterations).
+    "colour-xflip-bf16": ["--preset", "colour", "--xflip", "--precision", "bf16"],
+    "colour-translation-bf16": [*COLOUR_TRANSLATION, "--precision", "bf16"],
+    # Conditioned on the 9 categories: class-conditional BatchNorm in G, a projection D.
+    "colour-cond-bf16": [
+        "--preset",
+        "colour",
+        "--conditioning",
+        "projection",
+        "--precision",
+        "bf16",
+    ],
     "composited": [*COLOUR_BEFORE, "--background", "black"],
     "dropped-alpha": [*COLOUR_BEFORE, "--background", "black", "--dataset", "{dropped}"],
 }
@@ -107,10 +137,19 @@ SAME_SPEED = {
         "composited",
         "dropped-alpha",
     )
-} | {"colour-lr2e-4-bf16": "colour-bf16"}
+} | {
+    "colour-lr2e-4-bf16": "colour-bf16",
+    "colour-decay-bf16": "colour-bf16",
+    "colour-lr5e-4-bf16": "colour-bf16",
+    "colour-xflip-bf16": "colour-bf16",
+    "colour-translation-bf16": "colour-bf16",
+    "colour-width2-decay-bf16": "colour-width2-bf16",
+}
 ANCHOR = "radford-dcgan"
-#: The peer's iterations per epoch: 1,529 images in batches of 64, the last one partial.
-PEER_BATCHES = 24
+#: Twemoji's training images, in batches of 64: ganforge's epoch drops the last incomplete
+#: one (23 iterations), the peer's keeps it (24).
+TRAIN_IMAGES, BATCH = 1529, 64
+PEER_BATCHES = -(-TRAIN_IMAGES // BATCH)
 #: In-training evaluations per run (besides the final one).
 EVALUATIONS = 8
 PEER_NOISE_DIM = 100
@@ -189,6 +228,8 @@ def train_one(args: argparse.Namespace, setting: str, seed: int) -> str:
     flags = setting_flags(args, setting, seed)
     every = max(1, steps // args.evaluations) if args.evaluations else 0
     flags += ["--max-steps", str(steps), "--eval-every", str(every)]
+    if "--lr-decay" in flags:  # its rates fall over the epochs: as many as the budget spans
+        flags += ["--epochs", str(-(-steps // (TRAIN_IMAGES // BATCH)))]
     flags += ["--eval-num", "2000", "--final-eval-num", str(EVAL_NUM)]
     time_to_quality.train_or_resume(out, flags)
     if setting == "dropped-alpha" and not (out / "eval-emoji.json").is_file():
@@ -346,8 +387,21 @@ def _cell(values: list[float], digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def earlier_groups(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """The rows of ``--earlier``, an earlier ``table``'s JSON, of the settings asked for: runs
+    whose folders are gone, compared with new ones (on the same CPU model; see the docs)."""
+    if not args.earlier:
+        return {}
+    groups = json.loads(args.earlier.read_text())
+    return {
+        group: rows
+        for group, rows in groups.items()
+        if group.rsplit("-", 1)[0] in (args.settings or [group.rsplit("-", 1)[0]])
+    }
+
+
 def table(args: argparse.Namespace) -> None:
-    groups: dict[str, list[dict]] = {}
+    groups = earlier_groups(args)
     for folder in sorted(args.runs.glob("*-s[0-9]*")):
         group = folder.name.rsplit("-s", 1)[0]  # NAME-SIZEpx of NAME-SIZEpx-sSEED
         setting = group.rsplit("-", 1)[0]
@@ -386,13 +440,12 @@ def figures(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    earlier = earlier_groups(args)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, setting in enumerate(args.settings):
-        for seed in SEEDS:
-            folder = args.runs / run_name(setting, args.size, seed)
-            if not (folder / "metrics.jsonl").is_file():
-                continue
-            row = read(folder)
+        folders = [args.runs / run_name(setting, args.size, seed) for seed in SEEDS]
+        rows = [read(f) for f in folders if (f / "summary.json").is_file()]  # finished
+        for seed, row in enumerate(rows or earlier.get(f"{setting}-{args.size}px", [])):
             steps, fids = zip(*row["curve"], strict=True)
             fraction = [step / row["steps"] for step in steps]  # each run trained its budget
             ax.plot(fraction, fids, color=f"C{i}", alpha=0.8, label=setting if seed == 0 else None)
@@ -408,6 +461,8 @@ def figures(args: argparse.Namespace) -> None:
     grids = []
     for setting in args.settings:
         folder = args.runs / run_name(setting, args.size, 0)
+        if not folder.is_dir():
+            continue  # an earlier run's: its grid is in its own figure
         grid = folder / "samples" / "final.png"
         if not grid.is_file():
             grid = sorted(folder.glob("fake_samples_epoch_*.png"))[-1]  # the peer's
@@ -441,6 +496,9 @@ def main() -> None:
             sub.add_argument("--evaluations", type=int, default=EVALUATIONS, help="0: none")
         if name in ("table", "figures"):
             sub.add_argument("--out", type=Path, required=True)
+            sub.add_argument(
+                "--earlier", type=Path, help="an earlier table's JSON: its rows of --settings too"
+            )
         if name == "table":
             sub.add_argument("--settings", nargs="+", help="only these (default: every run)")
     args = parser.parse_args()
