@@ -22,10 +22,11 @@ samples at every eighth of the run for the FID-against-time chart. Settings:
   bf16), and the screening that chose its rate of 1e-3: ``colour-lr2e-3``,
   ``colour-lr-d-2e-3``, ``colour-batch32``, ``colour-translation``,
   ``colour-color-translation`` (:data:`SETTINGS` says each one's flags);
-* the screening of the 15-minute budget in bf16: ``colour-decay-bf16`` (``--lr-decay
-  linear``, over as many epochs as its budget spans), ``colour-width2-bf16`` and
-  ``colour-g-width2-bf16`` (twice the channels in both networks, in G alone) and
-  ``colour-width2-decay-bf16`` (both changes);
+* the screening at 15 minutes, in bf16: ``colour-decay-bf16`` (``--lr-decay linear``, over
+  as many epochs as its budget spans), ``colour-width2-bf16`` and ``colour-g-width2-bf16``
+  (twice the channels in both networks, in G alone), ``colour-width2-decay-bf16`` (both),
+  ``colour-lr5e-4-bf16``, ``colour-ncritic2-bf16``, ``colour-xflip-bf16``,
+  ``colour-translation-bf16`` and ``colour-cond-bf16`` (``--conditioning projection``);
 * ``peer``: pytorch/examples' ``dcgan/main.py`` (``--peer PATH``: its file, not part of
   ganforge) on the same training images at 64 px, its whole process timed (start-up included)
   and scored the same way: its last ``netG_epoch_*.pth`` is read into ganforge's ``radford``
@@ -444,7 +445,12 @@ def figures(args: argparse.Namespace) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, setting in enumerate(args.settings):
         folders = [args.runs / run_name(setting, args.size, seed) for seed in SEEDS]
-        rows = [read(f) for f in folders if (f / "summary.json").is_file()]  # finished
+        # ganforge's finished runs (the peer's have no curve)
+        rows = [
+            read(f)
+            for f in folders
+            if (f / "metrics.jsonl").is_file() and (f / "summary.json").is_file()
+        ]
         for seed, row in enumerate(rows or earlier.get(f"{setting}-{args.size}px", [])):
             steps, fids = zip(*row["curve"], strict=True)
             fraction = [step / row["steps"] for step in steps]  # each run trained its budget
