@@ -142,7 +142,7 @@ class TrainedModels:
             (self.partner_optimizer, config.lr_d),
         ):
             for group in optimizer.param_groups:
-                group["lr"] = (config.lr if lr is None else lr) * (1.0 - progress)
+                group["lr"] = network_rate(config, lr) * (1.0 - progress)
 
     # -- the generator's average ---------------------------------------------------------
 
@@ -243,6 +243,11 @@ class TrainedModels:
             ) from None
 
 
+def network_rate(config: TrainConfig, own: float | None) -> float:
+    """A network's learning rate: its ``own`` (``lr_g``, ``lr_d``) where given, else ``lr``."""
+    return config.lr if own is None else own
+
+
 def make_optimizer(
     model: nn.Module,
     config: TrainConfig | None = None,
@@ -257,7 +262,7 @@ def make_optimizer(
     update rule rounded differently, faster than PyTorch's per-parameter loop on the CPU.
     """
     config = config or TrainConfig()
-    lr = config.lr if lr is None else lr
+    lr = network_rate(config, lr)
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(model.parameters(), lr=lr)
     fused = device is not None and fused_adam_supported(device)
