@@ -240,6 +240,32 @@ def test_a_balanced_subset_a_class_cannot_fill_is_refused_in_one_line(tmp_path, 
     assert "train_subset" in capsys.readouterr().err
 
 
+def test_a_spread_subset_is_evenly_spaced_over_the_file_order(tmp_path, image_folder):
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2)
+    data = ImageData("ten", images.clone(), torch.zeros(10, dtype=torch.long), ["a"])
+    assert data.spread(4).images[:, 0, 0, 0].tolist() == [0, 2, 5, 7]  # ⌊i·10/4⌋
+    assert data.spread(10) is data and data.spread(12) is data
+    # A folder sorted by class: the first 6 are all cats, spread takes from both classes.
+    folder = f"folder:{image_folder}"
+    first = load_dataset(folder, train_size=6, image_shape=(3, 8, 8))
+    spread = load_dataset(folder, train_size=6, train_subset="spread", image_shape=(3, 8, 8))
+    everything = load_dataset(folder, image_shape=(3, 8, 8))
+    assert first.labels.tolist() == [0] * 6
+    assert spread.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(spread.images, everything.images[[0, 2, 4, 6, 8, 10]])
+
+
+def test_a_spread_run_scores_against_its_own_training_images(tmp_path):
+    run = tmp_path / "spread"
+    flags = ["--preset", "gan", "--train-size", "50", "--train-subset", "spread"]
+    assert tiny_train(run, *flags, "--max-steps", "2", "--final-eval-num", "64") == 0
+    spread = load_dataset("mnist", "train", train_size=50, train_subset="spread")
+    everything = load_dataset("mnist", "train")
+    assert torch.equal(spread.images, everything.images[torch.arange(50) * len(everything) // 50])
+    reference = reference_set("mnist", train_size=50, train_subset="spread")
+    assert torch.equal(reference.train_images, spread.images)
+
+
 def test_a_balanced_run_trains_and_scores_against_its_own_training_images(tmp_path):
     run = tmp_path / "balanced"
     flags = ["--preset", "dcgan", "--train-size", "100", "--train-subset", "balanced"]

@@ -402,8 +402,9 @@ class TrainConfig:
         "first",
         group="data",
         choices=TRAIN_SUBSETS,
-        help="which --train-size images: first (the first N, the assignment's cut) or balanced "
-        "(the first N/K of each of the K classes, for few-shot runs)",
+        help="which --train-size images: first (the first N, the assignment's cut), balanced "
+        "(the first N/K of each of the K classes, for few-shot runs) or spread (N evenly spaced "
+        "over the file order: every part of a folder sorted by name or kind)",
     )
     epochs: int = setting(
         10,

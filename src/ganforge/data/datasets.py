@@ -60,9 +60,10 @@ __all__ = [
 
 SPLITS = ("train", "val", "test")
 VALIDATION_SIZE = 5_000
-#: How ``train_size`` images are chosen: the first N (the assignment's cut), or the first N/K of
-#: each of the K classes (class-balanced, for few-shot runs).
-TRAIN_SUBSETS = ("first", "balanced")
+#: How ``train_size`` images are chosen: the first N (the assignment's cut), the first N/K of
+#: each of the K classes (class-balanced, for few-shot runs), or N spread evenly over the
+#: images in file order (a sample of every part of a folder sorted by name or by kind).
+TRAIN_SUBSETS = ("first", "balanced", "spread")
 
 
 def _check_channels(spec: DatasetSpec, name: str, image_shape: ImageShape) -> None:
@@ -99,9 +100,9 @@ def load_dataset(
     ``default_train_size``, 50,000 for ``mnist``, else all, so ``cifar10`` trains on its 50,000
     and validates on none unless ``train_size`` is smaller) and the next 5,000 validate. With
     ``train_subset="balanced"`` the ``train_size`` images are drawn evenly over the classes from
-    the default training images (:meth:`ImageData.balanced`), and the 5,000 after those
-    validate. A dataset without splits (``folder:``) has a single split that serves as
-    ``train``.
+    the default training images (:meth:`ImageData.balanced`), with ``"spread"`` evenly over
+    their file order (:meth:`ImageData.spread`), and the 5,000 after those validate. A dataset
+    without splits (``folder:``) has a single split that serves as ``train``.
 
     Images come as uint8 ``image_shape`` ``(C, H, W)``: resized (and centre-cropped to keep the
     aspect ratio) when the dataset's differ, and converted to grayscale (C = 1) or RGB (C = 3)
@@ -117,8 +118,10 @@ def load_dataset(
     if split not in SPLITS:
         raise GanforgeError(f"unknown split {split!r}; choose train, val or test")
     if train_subset not in TRAIN_SUBSETS:
-        raise GanforgeError(f"unknown train_subset {train_subset!r}; choose first or balanced")
-    balanced = train_subset == "balanced" and train_size is not None
+        raise GanforgeError(
+            f"unknown train_subset {train_subset!r}; choose {', '.join(TRAIN_SUBSETS)}"
+        )
+    drawn = train_subset != "first" and train_size is not None
     _check_channels(spec, name, image_shape)
     check_background(background)
     channels, height, width = image_shape
@@ -136,14 +139,18 @@ def load_dataset(
             default = int(keep[:default].sum())
         data = select_classes(data, indices)
     if not spec.splits:
-        return data.balanced(train_size) if balanced else data.subset(0, train_size or len(data))
+        return (
+            data.pick(train_subset, train_size)
+            if drawn
+            else data.subset(0, train_size or len(data))
+        )
     if split != "test":
         default = default or len(data)
         n_train = min(train_size or default, len(data))
-        if balanced:  # drawn from the default training images (or more, if asked for more)
+        if drawn:  # drawn from the default training images (or more, if asked for more)
             pool = max(n_train, default)
             if split == "train":
-                data = data.subset(0, pool).balanced(n_train)
+                data = data.subset(0, pool).pick(train_subset, n_train)
             else:
                 data = data.subset(pool, pool + VALIDATION_SIZE)
         else:

@@ -60,6 +60,20 @@ class ImageData:
         keep = test if split == "test" else ~test
         return ImageData(self.name, self.images[keep], self.labels[keep], self.classes)
 
+    def pick(self, how: str, n: int) -> ImageData:
+        """``n`` images chosen as ``how`` says: ``balanced`` (:meth:`balanced`) or ``spread``
+        (:meth:`spread`)."""
+        return self.balanced(n) if how == "balanced" else self.spread(n)
+
+    def spread(self, n: int) -> ImageData:
+        """``n`` images evenly spaced over the file order: image ``⌊i·N/n⌋`` for ``i`` in
+        ``0 .. n-1``, so each part of the order gives its share (a folder sorted by name, a
+        category sorted by kind). With no more than ``n`` images, all of them."""
+        if n >= len(self):
+            return self
+        keep = torch.arange(n) * len(self) // n
+        return ImageData(self.name, self.images[keep], self.labels[keep], self.classes)
+
     def balanced(self, n: int) -> ImageData:
         """``n`` images, as even over the classes as ``n`` allows: the first ``n // K`` images of
         each of the K classes in file order, one more for each of the first ``n % K`` classes
