@@ -1105,20 +1105,15 @@ def _cross_field_problems(config: TrainConfig, check_files: bool) -> list[str]:
     root = Path(config.data_root).expanduser() if isinstance(config.data_root, str) else None
     if check_files and root is not None and root.exists():
         need(root.is_dir(), f"data_root {config.data_root} is not a folder")
-    noise = config.instance_noise
-    if config.epochs == 0 and SETTINGS["instance_noise"].problem(noise) is None:
-        # Over the epochs, not over max_steps: a run stopped early and resumed further must
-        # anneal as the uninterrupted longer run does.
-        need(
-            noise == 0,
-            "instance_noise falls to 0 over the run's epochs, and a run ended by max_steps or "
-            "time_budget alone has none; give epochs too",
-        )
-    need(
-        config.epochs != 0 or config.lr_decay == "none",
-        "lr_decay linear falls to 0 over the run's epochs, and a run ended by max_steps or "
-        "time_budget alone has none; give epochs too",
-    )
+    for key in EPOCH_SCHEDULES if config.epochs == 0 else ():
+        value = getattr(config, key)
+        if SETTINGS[key].problem(value) is None and value != SETTINGS[key].default:
+            named = key if isinstance(value, float) else f"{key} {value}"  # lr_decay linear
+            need(
+                False,
+                f"{named} falls to 0 over the run's epochs, and a run ended by max_steps or "
+                "time_budget alone has none; give epochs too",
+            )
     return problems + _augmentation_problems(config)
 
 
