@@ -1107,10 +1107,10 @@ def _cross_field_problems(config: TrainConfig, check_files: bool) -> list[str]:
         need(root.is_dir(), f"data_root {config.data_root} is not a folder")
     for key in EPOCH_SCHEDULES if config.epochs == 0 else ():
         value = getattr(config, key)
-        if SETTINGS[key].problem(value) is None and value != SETTINGS[key].default:
+        if SETTINGS[key].problem(value) is None:
             named = key if isinstance(value, float) else f"{key} {value}"  # lr_decay linear
             need(
-                False,
+                value == SETTINGS[key].default,
                 f"{named} falls to 0 over the run's epochs, and a run ended by max_steps or "
                 "time_budget alone has none; give epochs too",
             )
