@@ -51,9 +51,7 @@ samples at every eighth of the run for the FID-against-time chart. Settings:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -307,16 +305,11 @@ def peer_generator(path: Path, size: int) -> RadfordGenerator:
     return generator.eval()
 
 
-def one_thread_each(jobs: list, work, parallel: int = 2) -> list:
-    """``work(*job)`` for every job, ``parallel`` at a time, each child process on one thread."""
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every child process
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        return list(pool.map(lambda job: work(*job), jobs))
-
-
 def run(args: argparse.Namespace) -> None:
     jobs = [(s, seed) for s in args.settings for seed in args.seeds]
-    for done in one_thread_each(jobs, lambda s, seed: train_one(args, s, seed), args.parallel):
+    for done in time_to_quality.one_thread_each(
+        jobs, lambda s, seed: train_one(args, s, seed), args.parallel
+    ):
         print("done", done, flush=True)
 
 
@@ -349,7 +342,7 @@ def calibrate(args: argparse.Namespace) -> None:
     speeds = json.loads(record.read_text()) if record.is_file() else {}
     for setting in args.settings:
         pair = [(setting,), (ANCHOR,)]
-        mine, anchor = one_thread_each(pair, lambda s: measure_speed(args, s))
+        mine, anchor = time_to_quality.one_thread_each(pair, lambda s: measure_speed(args, s))
         speeds[setting] = {"it_s": mine, "anchor_it_s": anchor, "ratio": mine / anchor}
         speeds[setting]["machine"] = time_to_quality.machine_name(time_to_quality.machine())
         print(f"{setting}: {mine:.3f} it/s beside {ANCHOR}'s {anchor:.3f}", flush=True)

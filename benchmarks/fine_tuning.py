@@ -52,9 +52,7 @@ at commit 3d32807.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -173,11 +171,15 @@ def _run_chain(chain: list[Command], dry_run: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.parallel > 1:
-        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every child process
     for stage in commands(args):
-        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
-            list(pool.map(lambda chain: _run_chain(chain, args.dry_run), stage))
+        if args.parallel > 1:
+            chains = [(chain,) for chain in stage]
+            time_to_quality.one_thread_each(
+                chains, lambda chain: _run_chain(chain, args.dry_run), args.parallel
+            )
+        else:  # one at a time, on every core
+            for chain in stage:
+                _run_chain(chain, args.dry_run)
 
 
 def _mean_sd(values: list[float], digits: int = 2) -> str:
@@ -235,6 +237,7 @@ def table(args: argparse.Namespace) -> None:
     ]
     rows = []
     curves: list[str] = []
+    header: list[str] = []
     for data in TRANSFERS:
         fids: dict[str, dict[str, float]] = {}  # arm: seed: FID
         for arm in ARMS:
@@ -278,7 +281,8 @@ def table(args: argparse.Namespace) -> None:
                     + " | ".join(f"{_mean_sd(fid, 1)}" for _, fid in curve)
                     + " |"
                 )
-                header = [str(step) for step, _ in curve]
+                if len(curve) > len(header):  # the longest run's evaluations
+                    header = [str(step) for step, _ in curve]
         for arm, by_seed in fids.items():
             scratch = fids.get("scratch", {})
             shared = [seed for seed in by_seed if seed in scratch]

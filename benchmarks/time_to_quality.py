@@ -18,6 +18,7 @@ Extra ``ganforge train`` flags for every run go after ``--``; ``--label`` names 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import json
 import os
@@ -62,6 +63,13 @@ def machine() -> dict:
                 info["amx"] = "amx_tile" in flags
                 break
     return info
+
+
+def one_thread_each(jobs: list, work, parallel: int = 2) -> list:
+    """``work(*job)`` for every job, ``parallel`` at a time, each child process on one thread."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every child process
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(lambda job: work(*job), jobs))
 
 
 def side_by_side(images: list, gap: int):
